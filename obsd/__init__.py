@@ -1,0 +1,3 @@
+"""obsd: a self-hosted web observability collector."""
+
+__version__ = "0.1.0"

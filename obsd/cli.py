@@ -1,0 +1,251 @@
+"""The obsd command line: parses flags into settings, calls the core, renders with rich."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from obsd import __version__
+from obsd.errors import ObsdError, StoreLockedError
+from obsd.settings import Settings, effective, load_settings
+from obsd.store import QueryResult
+
+app = typer.Typer(help="obsd: self-hosted web observability collector.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+migrate_app = typer.Typer(help="Apply, revert, inspect and create schema migrations.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: ./obsd.toml, then /etc/obsd/obsd.toml; "
+                 "or OBSD_CONFIG).", show_default=False),
+]
+
+
+def _settings(config: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    return load_settings(config, overrides)
+
+
+def _fail(exc: ObsdError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    return typer.Exit(exc.exit_code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"obsd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """obsd: self-hosted web observability collector."""
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    listen: Annotated[str | None, typer.Option(help="host:port to listen on (server.listen).")] = None,
+    dsn: Annotated[str | None, typer.Option(help="ClickHouse DSN (clickhouse.dsn).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Data directory (data_dir).")] = None,
+    migrate: Annotated[bool, typer.Option("--migrate", help="Apply pending migrations before serving.")] = False,
+) -> None:
+    """Run the ingestion server until SIGTERM/SIGINT, then drain and exit 0."""
+    from obsd import logs, server
+
+    try:
+        overrides: dict[str, Any] = {"data_dir": data_dir}
+        if listen:
+            overrides["server"] = {"listen": listen}
+        if dsn:
+            overrides["clickhouse"] = {"dsn": dsn}
+        settings = _settings(config, overrides)
+        logs.configure(settings.log_level, settings.log_format)
+        server.run(settings, migrate=migrate)
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+
+
+def _migrator(config: Path | None) -> Any:
+    from obsd.migrations import Migrator
+    from obsd.store import Store
+
+    settings = _settings(config)
+    store = Store(settings.dsn, settings.clickhouse.database)
+    return Migrator(store, cluster=settings.clickhouse.cluster)
+
+
+@migrate_app.command("up")
+def migrate_up(
+    config: ConfigOpt = None,
+    to: Annotated[int | None, typer.Option("--to", help="Stop after this version.")] = None,
+) -> None:
+    """Apply pending migrations in order (a no-op when there are none)."""
+    try:
+        m = _migrator(config)
+        try:
+            done = m.up(to=to)
+        finally:
+            m.store.close()
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    if not done:
+        out.print("Nothing to apply: the store is up to date.")
+    for mig in done:
+        out.print(f"[green]applied[/] {mig.label}")
+
+
+@migrate_app.command("down")
+def migrate_down(
+    config: ConfigOpt = None,
+    steps: Annotated[int, typer.Option("--steps", help="How many migrations to revert.")] = 1,
+) -> None:
+    """Revert the most recent migrations."""
+    try:
+        m = _migrator(config)
+        try:
+            done = m.down(steps=steps)
+        finally:
+            m.store.close()
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    if not done:
+        out.print("Nothing to revert.")
+    for mig in done:
+        out.print(f"[yellow]reverted[/] {mig.label}")
+
+
+@migrate_app.command("status")
+def migrate_status(config: ConfigOpt = None) -> None:
+    """Show every migration and whether it is applied."""
+    try:
+        m = _migrator(config)
+        try:
+            rows = m.status()
+        finally:
+            m.store.close()
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    table = Table(title="Migrations")
+    table.add_column("version", justify="right")
+    table.add_column("name")
+    table.add_column("state")
+    table.add_column("applied at (UTC)")
+    for st in rows:
+        state = "[green]applied[/]" if st.applied_at else "[yellow]pending[/]"
+        at = st.applied_at.strftime("%Y-%m-%d %H:%M:%S") if st.applied_at else ""
+        table.add_row(f"{st.migration.version:04d}", st.migration.name, state, at)
+    out.print(table)
+
+
+@migrate_app.command("create")
+def migrate_create(
+    name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_country_column.")],
+    directory: Annotated[Path | None, typer.Option("--dir", help="Migrations folder.")] = None,
+) -> None:
+    """Create the next numbered, empty up/down migration pair."""
+    from obsd.migrations import create, default_dir
+
+    try:
+        up, down = create(directory or default_dir(), name)
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    out.print(f"created {up}\ncreated {down}")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOpt = None) -> None:
+    """Validate the configuration and print the effective settings (secrets masked)."""
+    try:
+        settings = _settings(config)
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    out.print(f"[green]ok[/]: configuration from {settings.source} is valid")
+    out.print_json(json.dumps(effective(settings), default=str))
+
+
+def render_result(res: QueryResult, fmt: str, title: str | None = None) -> None:
+    """Print a query result as a rich table, JSON lines of objects, or CSV."""
+    if fmt == "json":
+        for row in res.rows:
+            sys.stdout.write(json.dumps(dict(zip(res.columns, row, strict=True)), default=str) + "\n")
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(res.columns)
+        w.writerows(res.rows)
+        sys.stdout.write(buf.getvalue())
+        return
+    table = Table(title=title, show_lines=False)
+    for name, typ in zip(res.columns, res.types, strict=True):
+        numeric = any(t in typ for t in ("Int", "Float", "Decimal"))
+        table.add_column(name, justify="right" if numeric else "left", overflow="fold")
+    for row in res.rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    out.print(table)
+    note = f"{len(res.rows)} row{'s' if len(res.rows) != 1 else ''}"
+    if res.truncated:
+        note += " (truncated at the row cap: clickhouse.query_max_rows or --max-rows)"
+    err.print(note, style="dim")
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="A read-only statement: SELECT, WITH, SHOW, DESCRIBE, EXPLAIN.")],
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (one object per line) or csv.")] = "table",
+    max_rows: Annotated[int | None, typer.Option("--max-rows", help="Row cap (default clickhouse.query_max_rows).")]
+    = None,
+) -> None:
+    """Run a read-only query; goes through the running daemon when there is one."""
+    from obsd.client import DaemonClient
+    from obsd.store import Store
+
+    if fmt not in ("table", "json", "csv"):
+        err.print("[bold red]error:[/] --format must be table, json or csv")
+        raise typer.Exit(2)
+    try:
+        settings = _settings(config)
+        cap = min(max_rows or settings.clickhouse.query_max_rows, settings.clickhouse.query_max_rows)
+        daemon = DaemonClient(settings, timeout=settings.clickhouse.query_timeout_s + 5)
+        if daemon.alive():
+            res = daemon.query(sql, cap)
+        else:
+            try:
+                store = Store(settings.dsn, settings.clickhouse.database)
+            except StoreLockedError as exc:
+                raise StoreLockedError(
+                    f"{exc}; no daemon answered at {daemon.base} (is server.listen right?)") from exc
+            try:
+                res = store.query_readonly(sql, max_rows=cap, timeout_s=settings.clickhouse.query_timeout_s)
+            finally:
+                store.close()
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    render_result(res, fmt)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

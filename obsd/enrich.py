@@ -1,0 +1,185 @@
+"""Enrichment: validated events plus request context become `events` rows, encoded once as NDJSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+
+from obsd.privacy.scrub import UrlScrubber, scrub_props, scrub_text
+from obsd.privacy.useragent import UserAgentInfo, parse_user_agent
+from obsd.privacy.visitor import VisitorHasher
+from obsd.settings import Settings
+from obsd.wire import Decoded, Event, Rejected, Validator
+
+
+class Row(msgspec.Struct, omit_defaults=True):
+    """One row of obsd.events; empty fields are omitted and ClickHouse fills in column defaults."""
+
+    project_id: str
+    event_id: str
+    type: str
+    ts: float
+    received_at: float
+    name: str = ""
+    session_id: str = ""
+    visitor_id: int = 0
+    url: str = ""
+    hostname: str = ""
+    path: str = ""
+    referrer: str = ""
+    referrer_host: str = ""
+    title: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    device_type: str = ""
+    is_bot: bool = False
+    country: str = ""
+    language: str = ""
+    timezone: str = ""
+    screen_width: int = 0
+    screen_height: int = 0
+    viewport_width: int = 0
+    viewport_height: int = 0
+    value: float = 0.0
+    rating: str = ""
+    selector: str = ""
+    tag: str = ""
+    href: str = ""
+    error_message: str = ""
+    error_stack: str = ""
+    error_source: str = ""
+    error_line: int = 0
+    error_col: int = 0
+    props: str = ""
+    environment: str = ""
+    sdk: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the request tells about the visitor: used for the visitor hash and device, never stored raw."""
+
+    ip: str
+    user_agent: str
+    country: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """The rows of one request, ready for the pipeline, and the events refused."""
+
+    data: bytes
+    accepted: int
+    rejected: list[Rejected]
+    bots: int = 0
+
+
+@lru_cache(maxsize=8192)
+def _utm(url: str) -> tuple[str, str, str]:
+    if "utm_" not in url:
+        return "", "", ""
+    q = dict(parse_qsl(urlsplit(url).query))
+    return q.get("utm_source", "")[:200], q.get("utm_medium", "")[:200], q.get("utm_campaign", "")[:200]
+
+
+def _clamp16(v: int) -> int:
+    return v if 0 <= v <= 65535 else 0
+
+
+class RowEncoder:
+    """Turns decoded batches into rows: validation, URL and PII scrubbing, visitor hash, device."""
+
+    def __init__(self, settings: Settings, salt_dir: Path | None) -> None:
+        self.settings = settings
+        self.validator = Validator(settings.limits)
+        self.urls = UrlScrubber(settings.privacy.allowed_query_params)
+        self.visitors = VisitorHasher(salt_dir)
+        self.drop_bots = settings.privacy.drop_bots
+        self.max_stack = settings.limits.max_stack_length
+        self._encode_lines = msgspec.json.Encoder().encode_lines
+
+    def encode(self, project_id: str, decoded: Decoded, client: Client, now: float) -> Encoded:
+        """Validate and enrich every event of a batch and encode the good ones as NDJSON rows."""
+        env = decoded.envelope
+        self.validator.check_envelope(env)
+        rejected = list(decoded.rejected)
+        ctx = env.context
+        ua: UserAgentInfo = parse_user_agent(client.user_agent)
+        if ua.is_bot and self.drop_bots:
+            reason = "bot traffic is dropped (privacy.drop_bots = true)"
+            rejected += [Rejected(decoded.index(i), "bot", reason) for i in range(len(env.events))]
+            return Encoded(b"", 0, sorted(rejected, key=lambda r: r.index), bots=len(env.events))
+        visitor = self.visitors.visitor_id(project_id, client.ip, client.user_agent)
+        base_url, host, path = self.urls.split(ctx.url) if ctx.url else ("", "", "")
+        base_ref, ref_host, _ = self.urls.split(ctx.referrer) if ctx.referrer else ("", "", "")
+        base_title = scrub_text(ctx.title) if ctx.title else ""
+        screen = ctx.screen or (0, 0)
+        viewport = ctx.viewport or (0, 0)
+        sdk = f"{env.sdk.name}/{env.sdk.version}" if env.sdk.name else ""
+        common = {
+            "project_id": project_id, "received_at": now, "session_id": env.session_id,
+            "visitor_id": visitor, "browser": ua.browser, "browser_version": ua.browser_version,
+            "os": ua.os, "os_version": ua.os_version, "device_type": ua.device_type, "is_bot": ua.is_bot,
+            "country": client.country, "language": ctx.language[:35], "timezone": ctx.timezone[:64],
+            "screen_width": _clamp16(screen[0]), "screen_height": _clamp16(screen[1]),
+            "viewport_width": _clamp16(viewport[0]), "viewport_height": _clamp16(viewport[1]),
+            "environment": env.environment[:64], "sdk": sdk[:64],
+        }
+        rows: list[Row] = []
+        check = self.validator.check
+        for i, e in enumerate(env.events):
+            problem = check(e, now)
+            if problem is not None:
+                rejected.append(Rejected(decoded.index(i), problem[0], f"event {decoded.index(i)}: {problem[1]}",
+                                         msgspec.json.encode(e)))
+                continue
+            rows.append(self._row(e, common, base_url, host, path, base_ref, ref_host, base_title))
+        if decoded.indexes is not None:
+            rejected.sort(key=lambda r: r.index)
+        return Encoded(self._encode_lines(rows) if rows else b"", len(rows), rejected,
+                       bots=len(rows) if ua.is_bot else 0)
+
+    def _row(self, e: Event, common: dict[str, object], url: str, host: str, path: str,
+             referrer: str, ref_host: str, title: str) -> Row:
+        if e.url:
+            url, host, path = self.urls.split(e.url)
+        if e.referrer:
+            referrer, ref_host, _ = self.urls.split(e.referrer)
+        utm = _utm(url)
+        t = e.type
+        row = Row(
+            event_id=e.id, type=t, ts=e.ts / 1000, name=e.name or "", url=url, hostname=host, path=path,
+            referrer=referrer, referrer_host=ref_host,
+            title=scrub_text(e.title) if e.title else title,
+            utm_source=utm[0], utm_medium=utm[1], utm_campaign=utm[2],
+            **common,  # type: ignore[arg-type]
+        )
+        if t == "web_vital":
+            row.value = e.value or 0.0
+            row.rating = e.rating or ""
+        elif t == "scroll":
+            row.value = e.depth or 0.0
+        elif t == "click":
+            row.selector = e.selector or ""
+            row.tag = (e.tag or "")[:32]
+            row.href = self.urls.scrub(e.href) if e.href else ""
+        elif t == "error":
+            row.error_message = scrub_text(e.message or "")
+            row.error_stack = scrub_text((e.stack or "")[: self.max_stack])
+            row.error_source = self.urls.scrub(e.source) if e.source else ""
+            row.error_line = e.line if e.line and 0 < e.line < 2**32 else 0
+            row.error_col = e.col if e.col and 0 < e.col < 2**32 else 0
+        elif e.value is not None:
+            row.value = e.value
+        if e.props:
+            row.props = msgspec.json.encode(scrub_props(e.props)).decode()
+        return row

@@ -1,0 +1,187 @@
+"""The pipeline: ring buffer → committer (group commit into the spool) → writer thread → ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+import zstandard
+
+from obsd.buffer import Chunk, RingBuffer
+from obsd.errors import ObsdError
+from obsd.metrics import Metrics
+from obsd.settings import Settings
+from obsd.spool import MemoryLog, RecoveryReport, Spool
+from obsd.store import Store
+from obsd.writer import DeadLetter, Writer
+
+log = structlog.get_logger("obsd.pipeline")
+
+
+class Overloaded(ObsdError):
+    """obsd cannot promise to keep more events right now; the client should retry later."""
+
+    def __init__(self, reason: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Pipeline:
+    """Accepts encoded rows, makes them durable, and hands them to the writer thread."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        p = settings.pipeline
+        self.settings = settings
+        self.metrics = metrics
+        self.durable = settings.spool.durability == "fsync"
+        self.ring = RingBuffer(p.ring_max_events, p.ring_max_bytes)
+        self.log: Spool | MemoryLog
+        if self.durable:
+            self.log = Spool(settings.spool_dir, segment_bytes=settings.spool.segment_bytes,
+                             max_bytes=settings.spool.max_spool_bytes)
+        else:
+            self.log = MemoryLog(p.ring_max_bytes)
+        self.writer = Writer(
+            self.log, lambda: Store(settings.dsn, settings.clickhouse.database), metrics,
+            retry_min_s=p.retry_min_ms / 1000, retry_max_s=p.retry_max_ms / 1000,
+        )
+        self._zstd = zstandard.ZstdCompressor(level=settings.spool.compression_level)
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="obsd-spool")
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.recovery = RecoveryReport()
+        metrics.bind(lambda: self.ring.events, lambda: self.ring.bytes,
+                     lambda: self.log.bytes, lambda: self.log.pending_events + self.ring.events)
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """The spool's folder, when durability is on."""
+        return self.settings.spool_dir if self.durable else None
+
+    async def start(self) -> None:
+        """Recover the spool, start the writer thread and the committer."""
+        if isinstance(self.log, Spool):
+            self.recovery = await asyncio.get_running_loop().run_in_executor(self._io, self.log.open)
+            r = self.recovery
+            self.metrics.replayed.inc(r.events)
+            self.metrics.quarantined_bytes.inc(r.quarantined_bytes)
+            if r.events or r.quarantined_bytes:
+                log.info("spool.recovered", batches=r.batches, events=r.events, segments=r.segments,
+                         quarantined_bytes=r.quarantined_bytes, quarantined_ranges=r.quarantined_ranges)
+        self.writer.start()
+        self._task = asyncio.create_task(self._commit_loop(), name="obsd-committer")
+
+    def check_capacity(self, events: int, nbytes: int) -> None:
+        """Raise Overloaded when a request of this size cannot be promised now."""
+        if self._closing:
+            raise Overloaded("shutting_down", "obsd is shutting down; retry shortly", 5)
+        if self.log.over_budget():
+            raise Overloaded(
+                "spool_full",
+                "obsd's backlog is at its budget (spool.max_spool_bytes) while the store catches up; "
+                "retry later", 10,
+            )
+        if not self.ring.fits(events, nbytes):
+            raise Overloaded("buffer_full", "obsd's ring buffer is full; retry in a moment", 1)
+
+    async def submit(self, data: bytes, events: int) -> None:
+        """Accept encoded rows; returns once they are durable (or buffered, in memory mode)."""
+        self.check_capacity(events, len(data))
+        done = asyncio.get_running_loop().create_future() if self.durable else None
+        self.ring.offer(Chunk(data, events, done))
+        self._wake.set()
+        if done is not None:
+            await done
+
+    def reject(self, rows: list[DeadLetter]) -> None:
+        """Keep ingest-time rejects for events_rejected."""
+        self.writer.reject(rows)
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        """Whether obsd can take traffic, with the reasons."""
+        checks: dict[str, object] = {
+            "store": "ok" if self.writer.healthy else f"unavailable: {self.writer.last_error}",
+            "buffer_fill": round(self.ring.fill, 3),
+            "spool_bytes": self.log.bytes,
+            "pending_events": self.log.pending_events,
+        }
+        ok = self.writer.healthy and self.ring.fill < 0.9 and not self.log.over_budget() and not self._closing
+        return ok, checks
+
+    async def _commit_loop(self) -> None:
+        p = self.settings.pipeline
+        interval = p.batch_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        batch_started: float | None = None
+        batch_events = batch_bytes = 0
+        while True:
+            if self._closing and not self.ring and batch_started is None:
+                return
+            timeout = None if batch_started is None else max(0.0, batch_started + interval - time.monotonic())
+            if not self.ring and not self._closing:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            now = time.monotonic()
+            chunks = self.ring.take(max(1, p.batch_max_events - batch_events),
+                                    max(1, p.batch_max_bytes - batch_bytes))
+            if not chunks:
+                if batch_started is not None and (now - batch_started >= interval or self._closing):
+                    await loop.run_in_executor(self._io, self.log.append, b"", 0, True)
+                    batch_started, batch_events, batch_bytes = None, 0, 0
+                continue
+            if batch_started is None:
+                batch_started = now
+            events = sum(c.events for c in chunks)
+            raw = b"".join(c.data for c in chunks)
+            batch_events += events
+            batch_bytes += len(raw)
+            end = (batch_events >= p.batch_max_events or batch_bytes >= p.batch_max_bytes
+                   or now - batch_started >= interval)
+            try:
+                written = await loop.run_in_executor(self._io, self._append, raw, events, end)
+            except Exception as exc:
+                log.error("spool.append_failed", error=str(exc))
+                for c in chunks:
+                    if c.done is not None and not c.done.done():
+                        c.done.set_exception(Overloaded("spool_error", str(exc), 10))
+                continue
+            self.metrics.spooled.inc(events)
+            self.metrics.spooled_bytes.inc(written)
+            for c in chunks:
+                if c.done is not None and not c.done.done():
+                    c.done.set_result(None)
+            if end:
+                batch_started, batch_events, batch_bytes = None, 0, 0
+
+    def _append(self, raw: bytes, events: int, end: bool) -> int:
+        payload = self._zstd.compress(raw) if self.durable else raw
+        self.log.append(payload, events, end)
+        return len(payload)
+
+    async def stop(self) -> None:
+        """Stop taking events, commit the ring, drain to the store (or leave it in the spool)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        timeout = self.settings.server.shutdown_timeout_s
+        # With a spool, what the store cannot take now is safe on disk for the next start.
+        give_up = (2.0 if not self.writer.healthy else timeout) if self.durable else timeout
+        self.writer.stop(abandon_after=give_up)
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.join)
+        left = self.log.pending_events
+        if left:
+            if self.durable:
+                log.info("shutdown.left_in_spool", events=left)
+            else:
+                log.error("shutdown.events_lost", events=left, reason="store unavailable, durability=memory")
+        self.log.close()
+        self._io.shutdown(wait=True)

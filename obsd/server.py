@@ -1,0 +1,194 @@
+"""The daemon: startup → serve → shutdown, with the aiohttp app and its routes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from obsd import __version__
+from obsd.admin import Admin, admin_token, is_loopback
+from obsd.enrich import RowEncoder
+from obsd.errors import ConfigError, PendingMigrationsError
+from obsd.httperrors import error_middleware, json_response
+from obsd.ingest import Ingest
+from obsd.metrics import CONTENT_TYPE, Metrics
+from obsd.migrations import Migrator
+from obsd.pipeline import Pipeline
+from obsd.settings import Settings
+from obsd.store import Store, redact
+
+log = structlog.get_logger("obsd.server")
+
+
+def check_migrations(settings: Settings, *, migrate: bool) -> list[str]:
+    """Apply pending migrations when allowed, else refuse to start and say which are pending."""
+    store = Store(settings.dsn, settings.clickhouse.database)
+    try:
+        migrator = Migrator(store, cluster=settings.clickhouse.cluster)
+        pending = migrator.pending()
+        if pending and not (migrate or settings.auto_migrate):
+            names = ", ".join(m.label for m in pending)
+            raise PendingMigrationsError(
+                f"the store has pending migrations ({names}); run `obsd migrate up`, "
+                "or start with `obsd serve --migrate` (or auto_migrate = true)"
+            )
+        return [m.label for m in migrator.up()] if pending else []
+    finally:
+        store.close()
+
+
+class Server:
+    """One obsd process: HTTP ingestion, the pipeline and the admin API."""
+
+    def __init__(self, settings: Settings, *, migrate: bool = False,
+                 on_ready: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.migrate = migrate
+        self.metrics = Metrics()
+        self.pipeline = Pipeline(settings, self.metrics)
+        self.started_at = time.time()
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._on_ready = on_ready
+        self.admin: Admin | None = None
+        self.ingest: Ingest | None = None
+        self.port = 0
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application with every route."""
+        s = self.settings
+        token = admin_token(s, create=True)
+        assert token is not None
+        self.admin = Admin(s, token)
+        salt_dir = Path(s.data_dir) / "salts"
+        self.ingest = Ingest(s, self.pipeline, self.metrics, RowEncoder(s, salt_dir))
+        app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
+        app.router.add_post("/v1/events", self.ingest.post)
+        app.router.add_route("OPTIONS", "/v1/events", self.ingest.preflight)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/ready", self.ready)
+        app.router.add_get("/metrics", self.metrics_endpoint)
+        app.router.add_post("/v1/admin/query", self.admin.query)
+        app.router.add_get("/v1/admin/status", self.status)
+        try:
+            from obsd.sdk_routes import add_sdk_routes
+        except ImportError:  # the SDK build is optional for the server itself
+            pass
+        else:
+            add_sdk_routes(app, s)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        """The process is alive."""
+        return json_response({"status": "ok", "version": __version__,
+                              "uptime_s": round(time.time() - self.started_at, 1)})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """The store is reachable, migrations are current and the buffer has room."""
+        ok, checks = self.pipeline.ready()
+        checks["migrations"] = "current"
+        if ok:
+            return json_response({"status": "ready", "checks": checks})
+        return json_response({"status": 503, "error": "not_ready", "reason": "obsd cannot take events now",
+                              "checks": checks}, status=503, headers={"Retry-After": "5"})
+
+    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+        """Prometheus exposition (loopback only unless admin_allow_remote)."""
+        assert self.admin is not None
+        if not self.settings.server.admin_allow_remote:
+            if not is_loopback(request.remote):
+                raise web.HTTPForbidden(reason="/metrics answers loopback clients only")
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def status(self, request: web.Request) -> web.Response:
+        """Counters, fill levels and store health for `obsd status`."""
+        assert self.admin is not None
+        self.admin.check(request)
+        ok, checks = self.pipeline.ready()
+        return json_response({
+            "version": __version__, "ready": ok, "checks": checks, "uptime_s": round(time.time() - self.started_at, 1),
+            "durability": self.settings.spool.durability, "metrics": self.metrics.snapshot(),
+        })
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        s = self.settings.server
+        if not s.tls_cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(s.tls_cert, s.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc
+        return ctx
+
+    async def startup(self) -> None:
+        """Check the store, recover the spool, start the writer, then open the listener."""
+        loop = asyncio.get_running_loop()
+        applied = await loop.run_in_executor(None, lambda: check_migrations(self.settings, migrate=self.migrate))
+        if applied:
+            log.info("migrations.applied", migrations=applied)
+        await self.pipeline.start()
+        app = self.build_app()
+        self._runner = web.AppRunner(app, auto_decompress=False, access_log=None,
+                                     handle_signals=False)
+        await self._runner.setup()
+        host, port = self.settings.host_port
+        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl(), backlog=1024, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.settings.server.listen}: {exc.strerror}; "
+                              "change server.listen or stop what uses the port") from exc
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("obsd.started", listen=f"{host}:{self.port}", store=redact(self.settings.dsn),
+                 durability=self.settings.spool.durability, projects=[p.id for p in self.settings.projects],
+                 version=__version__)
+        if self._on_ready:
+            self._on_ready()
+
+    def request_stop(self) -> None:
+        """Ask the server to shut down (signal-safe)."""
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, drain the pipeline to the store or the spool, release everything."""
+        log.info("obsd.stopping")
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
+        await self.pipeline.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.admin is not None:
+            self.admin.close()
+        log.info("obsd.stopped", inserted=int(self.metrics.value("obsd_events_inserted_total")))
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.startup()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+
+def run(settings: Settings, *, migrate: bool = False) -> None:
+    """Run the daemon in this process until it is told to stop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(Server(settings, migrate=migrate).serve())
+    else:
+        uvloop.run(Server(settings, migrate=migrate).serve())

@@ -1,0 +1,319 @@
+"""Settings: obsd.toml, then OBSD_* environment, then flags, validated once into frozen Structs."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from obsd.errors import ConfigError
+
+CONFIG_ENV = "OBSD_CONFIG"
+DEFAULT_CONFIG_PATHS = (Path("obsd.toml"), Path("/etc/obsd/obsd.toml"))
+_ENV_PREFIX = "OBSD_"
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every settings table: immutable, and unknown keys are an error."""
+
+
+class ServerSettings(_Section):
+    """The HTTP listener and the limits it enforces before an event is looked at."""
+
+    listen: str = "127.0.0.1:8080"
+    admin_token: str = ""
+    admin_allow_remote: bool = False
+    max_body_bytes: int = 1_048_576
+    max_decompressed_bytes: int = 4_194_304
+    max_events_per_batch: int = 500
+    trusted_proxies: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    shutdown_timeout_s: float = 30.0
+
+
+class ClickHouseSettings(_Section):
+    """Where events are stored: the embedded engine or a ClickHouse server."""
+
+    dsn: str = ""
+    database: str = "obsd"
+    cluster: str = ""
+    retention_days: int = 0
+    query_timeout_s: float = 30.0
+    query_max_rows: int = 10_000
+
+
+class PipelineSettings(_Section):
+    """The ring buffer between HTTP and the spool, and how inserts are batched."""
+
+    ring_max_events: int = 200_000
+    ring_max_bytes: int = 128 * 1024 * 1024
+    batch_max_events: int = 20_000
+    batch_max_bytes: int = 16 * 1024 * 1024
+    batch_interval_ms: int = 250
+    retry_min_ms: int = 100
+    retry_max_ms: int = 10_000
+
+
+class SpoolSettings(_Section):
+    """The write-ahead log that makes a 202 a promise."""
+
+    durability: Literal["fsync", "memory"] = "fsync"
+    dir: str = ""
+    max_spool_bytes: int = 1024 * 1024 * 1024
+    segment_bytes: int = 64 * 1024 * 1024
+    compression_level: int = 1
+
+
+class LimitsSettings(_Section):
+    """Per-event validation bounds."""
+
+    max_string_length: int = 8192
+    max_stack_length: int = 32_768
+    max_props_keys: int = 50
+    max_props_depth: int = 3
+    max_props_bytes: int = 8192
+    max_event_age_s: int = 7 * 86_400
+    max_future_s: int = 3600
+
+
+class PrivacySettings(_Section):
+    """What is kept about visitors."""
+
+    allowed_query_params: tuple[str, ...] = ("utm_*",)
+    drop_bots: bool = False
+    country_header: str = ""
+
+
+class RateLimitSettings(_Section):
+    """Token buckets per project and per client IP (requests per second); 0 turns a bucket off."""
+
+    per_project_rps: float = 0.0
+    per_project_burst: float = 0.0
+    per_ip_rps: float = 0.0
+    per_ip_burst: float = 0.0
+
+
+class ProjectSettings(_Section):
+    """One site that sends events, with its write key and allowed browser origins."""
+
+    id: str
+    write_key: str
+    allowed_origins: tuple[str, ...] = ()
+
+
+class Settings(_Section):
+    """Everything obsd reads from its configuration."""
+
+    data_dir: str = "./var"
+    auto_migrate: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    server: ServerSettings = ServerSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    spool: SpoolSettings = SpoolSettings()
+    limits: LimitsSettings = LimitsSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    projects: tuple[ProjectSettings, ...] = ()
+    source: str = ""
+
+    @property
+    def dsn(self) -> str:
+        """The ClickHouse DSN, defaulting to the embedded engine under the data directory."""
+        if self.clickhouse.dsn:
+            return self.clickhouse.dsn
+        return "chdb://" + str(Path(self.data_dir).resolve() / "clickhouse")
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where spool segments live."""
+        return Path(self.spool.dir) if self.spool.dir else Path(self.data_dir) / "spool"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the store is the in-process chDB engine."""
+        return self.dsn.startswith("chdb:")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """The listen address split into host and port."""
+        return parse_listen(self.server.listen)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split `host:port` (or `[v6]:port`) into its parts."""
+    m = re.fullmatch(r"\[?([^\]]*?)\]?:(\d{1,5})", listen.strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ConfigError(
+            f"server.listen = {listen!r} is not host:port; write e.g. listen = \"127.0.0.1:8080\""
+        )
+    return m.group(1) or "0.0.0.0", int(m.group(2))
+
+
+def find_config(explicit: str | Path | None) -> Path | None:
+    """The config file to read: the flag, then OBSD_CONFIG, then ./obsd.toml, then /etc/obsd/obsd.toml."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; create it from obsd.toml.example")
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={env} does not exist; point it at an obsd.toml")
+        return path
+    return next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+
+
+def _env_value(raw: str) -> Any:
+    """Read an environment value as a TOML value when it is one, else as a string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """OBSD_KEY and OBSD_SECTION__KEY variables as a nested dict."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(_ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        parts = name[len(_ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _env_value(raw)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _fix_hint(path: str) -> str:
+    key = path.removeprefix("$.").split("[")[0]
+    env = _ENV_PREFIX + key.upper().replace(".", "__")
+    return f"set it in obsd.toml (see obsd.toml.example) or with {env}"
+
+
+def load_settings(
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load, merge and validate the settings; raise ConfigError naming the key and the fix."""
+    path = find_config(config)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    data["source"] = str(path) if path else "(defaults)"
+    try:
+        settings = msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        m = re.search(r"at `([^`]+)`", msg)
+        where = m.group(1).removeprefix("$.") if m else "config"
+        detail = msg.split(" - at ")[0]
+        hint = _fix_hint(m.group(1)) if m else "see obsd.toml.example"
+        raise ConfigError(f"config key {where}: {detail}; {hint}") from exc
+    validate(settings)
+    return settings
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} = {value} must be greater than 0; {_fix_hint(name)}")
+
+
+def validate(s: Settings) -> None:
+    """Check what types alone cannot: ranges, formats, unique projects."""
+    parse_listen(s.server.listen)
+    for name, value in (
+        ("server.max_body_bytes", s.server.max_body_bytes),
+        ("server.max_decompressed_bytes", s.server.max_decompressed_bytes),
+        ("server.max_events_per_batch", s.server.max_events_per_batch),
+        ("pipeline.ring_max_events", s.pipeline.ring_max_events),
+        ("pipeline.ring_max_bytes", s.pipeline.ring_max_bytes),
+        ("pipeline.batch_max_events", s.pipeline.batch_max_events),
+        ("pipeline.batch_max_bytes", s.pipeline.batch_max_bytes),
+        ("pipeline.batch_interval_ms", s.pipeline.batch_interval_ms),
+        ("pipeline.retry_min_ms", s.pipeline.retry_min_ms),
+        ("spool.max_spool_bytes", s.spool.max_spool_bytes),
+        ("spool.segment_bytes", s.spool.segment_bytes),
+        ("clickhouse.query_timeout_s", s.clickhouse.query_timeout_s),
+        ("clickhouse.query_max_rows", s.clickhouse.query_max_rows),
+    ):
+        _positive(name, value)
+    if s.server.max_decompressed_bytes < s.server.max_body_bytes:
+        raise ConfigError("server.max_decompressed_bytes must be at least server.max_body_bytes")
+    if s.pipeline.retry_max_ms < s.pipeline.retry_min_ms:
+        raise ConfigError("pipeline.retry_max_ms must be at least pipeline.retry_min_ms")
+    if not 1 <= s.spool.compression_level <= 22:
+        raise ConfigError("spool.compression_level must be between 1 and 22 (zstd levels)")
+    if not re.fullmatch(r"(chdb|https?|clickhouse)://.*", s.dsn):
+        raise ConfigError(
+            f"clickhouse.dsn = {s.clickhouse.dsn!r} must start with chdb://, http:// or https://; "
+            "leave it empty for the embedded store under data_dir"
+        )
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.clickhouse.database):
+        raise ConfigError(f"clickhouse.database = {s.clickhouse.database!r} must be a plain identifier")
+    if (s.server.tls_cert == "") != (s.server.tls_key == ""):
+        raise ConfigError("server.tls_cert and server.tls_key go together: set both or neither")
+    ids: set[str] = set()
+    keys: set[str] = set()
+    for i, p in enumerate(s.projects):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", p.id):
+            raise ConfigError(
+                f"projects[{i}].id = {p.id!r}: use 1-64 lowercase letters, digits, '-' or '_'"
+            )
+        if len(p.write_key) < 8:
+            raise ConfigError(f"projects[{i}].write_key for {p.id!r} must be at least 8 characters")
+        if p.id in ids:
+            raise ConfigError(f"projects[{i}].id = {p.id!r} appears twice; project ids are unique")
+        if p.write_key in keys:
+            raise ConfigError(f"projects[{i}].write_key for {p.id!r} is used by another project")
+        ids.add(p.id)
+        keys.add(p.write_key)
+
+
+def mask_secrets(data: Any, _key: str = "") -> Any:
+    """A copy of plain settings data with tokens, keys and DSN passwords masked."""
+    if isinstance(data, dict):
+        return {k: mask_secrets(v, k) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [mask_secrets(v, _key) for v in data]
+    if isinstance(data, str) and data:
+        if _key in {"admin_token", "write_key"}:
+            return data[:2] + "…" + "*" * 6
+        if _key == "dsn":
+            return re.sub(r"//([^:/@]+):([^@]+)@", r"//\1:******@", data)
+    return data
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data with secrets masked, for `obsd config check`."""
+    data = msgspec.to_builtins(settings)
+    data["clickhouse"]["dsn"] = settings.dsn
+    return dict(mask_secrets(data))

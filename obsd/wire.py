@@ -1,0 +1,232 @@
+"""The wire contract: the envelope the SDK sends, decoded by msgspec and validated per event."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from obsd.settings import LimitsSettings
+
+EVENT_TYPES = frozenset({"pageview", "click", "scroll", "error", "web_vital", "custom"})
+VITALS = frozenset({"LCP", "INP", "CLS", "FCP", "TTFB"})
+RATINGS = frozenset({"good", "needs-improvement", "poor", ""})
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class Sdk(msgspec.Struct, frozen=True):
+    """Which SDK sent the batch."""
+
+    name: str = ""
+    version: str = ""
+
+
+class Context(msgspec.Struct, frozen=True):
+    """Page and device context shared by every event of a batch."""
+
+    url: str = ""
+    referrer: str = ""
+    title: str = ""
+    language: str = ""
+    timezone: str = ""
+    screen: tuple[int, int] | None = None
+    viewport: tuple[int, int] | None = None
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One event; which fields matter depends on `type`."""
+
+    id: str
+    type: str
+    ts: float
+    url: str | None = None
+    referrer: str | None = None
+    title: str | None = None
+    name: str | None = None
+    value: float | None = None
+    rating: str | None = None
+    selector: str | None = None
+    tag: str | None = None
+    href: str | None = None
+    depth: float | None = None
+    message: str | None = None
+    stack: str | None = None
+    source: str | None = None
+    line: int | None = None
+    col: int | None = None
+    props: dict[str, Any] | None = None
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """A batch of events as POSTed to /v1/events."""
+
+    events: list[Event]
+    sdk: Sdk = Sdk()
+    sent_at: float | None = None
+    session_id: str = ""
+    context: Context = Context()
+    environment: str = ""
+    dropped: int = 0
+
+
+class _LooseEnvelope(msgspec.Struct, frozen=True):
+    events: list[msgspec.Raw]
+    sdk: Sdk = Sdk()
+    sent_at: float | None = None
+    session_id: str = ""
+    context: Context = Context()
+    environment: str = ""
+    dropped: int = 0
+
+
+class WireError(ValueError):
+    """The body as a whole cannot be read; the message says why in the client's terms."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An event refused at ingest: its index in the batch, a reason code and a human reason."""
+
+    index: int
+    code: str
+    reason: str
+    raw: bytes = b""
+
+
+_envelope = msgspec.json.Decoder(Envelope)
+_loose = msgspec.json.Decoder(_LooseEnvelope)
+_event = msgspec.json.Decoder(Event)
+_encode = msgspec.json.encode
+
+
+def _where(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    return text.replace("$.events", "events").replace(" - at `$`", "").replace("`$.", "`")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded body: the envelope with its well-formed events, and the events that were not."""
+
+    envelope: Envelope
+    indexes: list[int] | None  # the client's index of each event when some were dropped
+    rejected: list[Rejected]
+
+    def index(self, i: int) -> int:
+        """The client's index of the i-th well-formed event."""
+        return i if self.indexes is None else self.indexes[i]
+
+
+def decode(body: bytes) -> Decoded:
+    """Decode a body: one msgspec call when all is well, per-event decoding to locate bad events."""
+    try:
+        return Decoded(_envelope.decode(body), None, [])
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError as exc:
+        raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+    try:
+        loose = _loose.decode(body)
+    except msgspec.ValidationError as exc:
+        raise WireError("invalid_envelope", f"the envelope does not match the wire format: {_where(exc)}") from exc
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    indexes: list[int] = []
+    for i, raw in enumerate(loose.events):
+        try:
+            events.append(_event.decode(raw))
+            indexes.append(i)
+        except msgspec.ValidationError as exc:
+            rejected.append(Rejected(i, "invalid_field", f"event {i}: {_where(exc)}", bytes(raw)))
+    env = Envelope(events=events, sdk=loose.sdk, sent_at=loose.sent_at, session_id=loose.session_id,
+                   context=loose.context, environment=loose.environment, dropped=loose.dropped)
+    return Decoded(env, indexes, rejected)
+
+
+class Validator:
+    """Per-event checks against the configured limits; returns None for a good event, else a reason."""
+
+    def __init__(self, limits: LimitsSettings) -> None:
+        self.limits = limits
+
+    def check_envelope(self, env: Envelope) -> None:
+        """Raise WireError for envelope-level problems."""
+        if env.session_id and not _SESSION.fullmatch(env.session_id):
+            raise WireError("invalid_session_id",
+                            "session_id must be 1-64 characters of letters, digits, '-' or '_'")
+        ctx = env.context
+        for field_name in ("url", "referrer", "title", "language", "timezone"):
+            if len(getattr(ctx, field_name)) > self.limits.max_string_length:
+                raise WireError("field_too_long", f"context.{field_name} is longer than "
+                                f"{self.limits.max_string_length} characters")
+
+    def check(self, e: Event, now: float) -> tuple[str, str] | None:
+        """None when the event is good, else (reason code, human reason)."""
+        lim = self.limits
+        if e.type not in EVENT_TYPES:
+            return "unknown_type", f"unknown event type {e.type[:40]!r}; expected one of {sorted(EVENT_TYPES)}"
+        if len(e.id) != 36 or not _UUID.fullmatch(e.id):
+            return "invalid_id", "id must be a UUID string like 0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21"
+        if not math.isfinite(e.ts):
+            return "invalid_ts", "ts must be a finite number of milliseconds since the epoch"
+        age = now - e.ts / 1000
+        if age > lim.max_event_age_s:
+            return "ts_too_old", f"ts is more than {lim.max_event_age_s} s in the past (limits.max_event_age_s)"
+        if age < -lim.max_future_s:
+            return "ts_in_future", f"ts is more than {lim.max_future_s} s in the future; check the client clock"
+        for name in ("url", "referrer", "title", "name", "selector", "tag", "href", "message", "source"):
+            v = getattr(e, name)
+            if v is not None and len(v) > lim.max_string_length:
+                return "field_too_long", f"{name} is longer than {lim.max_string_length} characters"
+        t = e.type
+        if t == "web_vital":
+            if e.name not in VITALS:
+                return "invalid_vital", f"web_vital name must be one of {sorted(VITALS)}"
+            if e.value is None or not math.isfinite(e.value) or e.value < 0:
+                return "invalid_value", "web_vital value must be a finite number ≥ 0"
+            if (e.rating or "") not in RATINGS:
+                return "invalid_rating", "rating must be good, needs-improvement or poor"
+        elif t == "custom":
+            if not e.name:
+                return "missing_name", "custom events need a name"
+            if len(e.name) > 200:
+                return "field_too_long", "custom event names are at most 200 characters"
+        elif t == "error":
+            if not e.message:
+                return "missing_message", "error events need a message"
+        elif t == "scroll":
+            if e.depth is None or not 0 <= e.depth <= 100:
+                return "invalid_depth", "scroll depth must be a percentage from 0 to 100"
+        if e.value is not None and not math.isfinite(e.value):
+            return "invalid_value", "value must be a finite number"
+        if e.props is not None:
+            problem = self._check_props(e.props)
+            if problem:
+                return "invalid_props", problem
+        return None
+
+    def _check_props(self, props: dict[str, Any]) -> str | None:
+        lim = self.limits
+        if len(props) > lim.max_props_keys:
+            return f"props has {len(props)} keys; the limit is {lim.max_props_keys}"
+        if _depth(props) > lim.max_props_depth:
+            return f"props nest deeper than {lim.max_props_depth} levels"
+        if len(_encode(props)) > lim.max_props_bytes:
+            return f"props are larger than {lim.max_props_bytes} bytes"
+        return None
+
+
+def _depth(v: Any, level: int = 1) -> int:
+    if isinstance(v, dict):
+        return max((_depth(x, level + 1) for x in v.values()), default=level)
+    if isinstance(v, list):
+        return max((_depth(x, level + 1) for x in v), default=level)
+    return level - 1
