@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,7 +57,7 @@ class Pipeline:
         self._closing = False
         self.recovery = RecoveryReport()
         metrics.bind(lambda: self.ring.events, lambda: self.ring.bytes,
-                     lambda: self.log.bytes, lambda: self.log.pending_events + self.ring.events)
+                     lambda: self.log.size_bytes, lambda: self.log.pending_events + self.ring.events)
 
     @property
     def spool_dir(self) -> Path | None:
@@ -107,7 +108,7 @@ class Pipeline:
         checks: dict[str, object] = {
             "store": "ok" if self.writer.healthy else f"unavailable: {self.writer.last_error}",
             "buffer_fill": round(self.ring.fill, 3),
-            "spool_bytes": self.log.bytes,
+            "spool_bytes": self.log.size_bytes,
             "pending_events": self.log.pending_events,
         }
         ok = self.writer.healthy and self.ring.fill < 0.9 and not self.log.over_budget() and not self._closing
@@ -124,10 +125,8 @@ class Pipeline:
                 return
             timeout = None if batch_started is None else max(0.0, batch_started + interval - time.monotonic())
             if not self.ring and not self._closing:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
             self._wake.clear()
             now = time.monotonic()
             chunks = self.ring.take(max(1, p.batch_max_events - batch_events),

@@ -102,9 +102,8 @@ class Server:
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         """Prometheus exposition (loopback only unless admin_allow_remote)."""
         assert self.admin is not None
-        if not self.settings.server.admin_allow_remote:
-            if not is_loopback(request.remote):
-                raise web.HTTPForbidden(reason="/metrics answers loopback clients only")
+        if not self.settings.server.admin_allow_remote and not is_loopback(request.remote):
+            raise web.HTTPForbidden(reason="/metrics answers loopback clients only")
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def status(self, request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     """Base of every settings table: immutable, and unknown keys are an error."""
 
 
-class ServerSettings(_Section):
+class ServerSettings(_Section, frozen=True):
     """The HTTP listener and the limits it enforces before an event is looked at."""
 
     listen: str = "127.0.0.1:8080"
@@ -37,7 +37,7 @@ class ServerSettings(_Section):
     shutdown_timeout_s: float = 30.0
 
 
-class ClickHouseSettings(_Section):
+class ClickHouseSettings(_Section, frozen=True):
     """Where events are stored: the embedded engine or a ClickHouse server."""
 
     dsn: str = ""
@@ -48,7 +48,7 @@ class ClickHouseSettings(_Section):
     query_max_rows: int = 10_000
 
 
-class PipelineSettings(_Section):
+class PipelineSettings(_Section, frozen=True):
     """The ring buffer between HTTP and the spool, and how inserts are batched."""
 
     ring_max_events: int = 200_000
@@ -60,7 +60,7 @@ class PipelineSettings(_Section):
     retry_max_ms: int = 10_000
 
 
-class SpoolSettings(_Section):
+class SpoolSettings(_Section, frozen=True):
     """The write-ahead log that makes a 202 a promise."""
 
     durability: Literal["fsync", "memory"] = "fsync"
@@ -70,7 +70,7 @@ class SpoolSettings(_Section):
     compression_level: int = 1
 
 
-class LimitsSettings(_Section):
+class LimitsSettings(_Section, frozen=True):
     """Per-event validation bounds."""
 
     max_string_length: int = 8192
@@ -82,7 +82,7 @@ class LimitsSettings(_Section):
     max_future_s: int = 3600
 
 
-class PrivacySettings(_Section):
+class PrivacySettings(_Section, frozen=True):
     """What is kept about visitors."""
 
     allowed_query_params: tuple[str, ...] = ("utm_*",)
@@ -90,7 +90,7 @@ class PrivacySettings(_Section):
     country_header: str = ""
 
 
-class RateLimitSettings(_Section):
+class RateLimitSettings(_Section, frozen=True):
     """Token buckets per project and per client IP (requests per second); 0 turns a bucket off."""
 
     per_project_rps: float = 0.0
@@ -99,7 +99,7 @@ class RateLimitSettings(_Section):
     per_ip_burst: float = 0.0
 
 
-class ProjectSettings(_Section):
+class ProjectSettings(_Section, frozen=True):
     """One site that sends events, with its write key and allowed browser origins."""
 
     id: str
@@ -107,7 +107,7 @@ class ProjectSettings(_Section):
     allowed_origins: tuple[str, ...] = ()
 
 
-class Settings(_Section):
+class Settings(_Section, frozen=True):
     """Everything obsd reads from its configuration."""
 
     data_dir: str = "./var"

@@ -189,20 +189,20 @@ class Spool:
         self._sizes[seq] = found.good_end
         self._total += found.good_end
         report.segments += 1
-        start: int | None = None
+        first: int | None = None
         events = 0
         skips = tuple((a, b) for a, b in found.bad if b <= found.good_end)
         for off, flags, ev, end in found.records:
             if off < from_offset:
                 continue
-            if start is None:
-                start = off
+            if first is None:
+                first = off
             events += ev
             if flags & FLAG_END:
-                self._push(_Span(seq, start, end, events, skips), report)
-                start, events = None, 0
-        if start is not None:  # records of a batch the crash left open: close it where it stops
-            self._push(_Span(seq, start, found.good_end, events, skips), report)
+                self._push(_Span(seq, first, end, events, skips), report)
+                first, events = None, 0
+        if first is not None:  # records of a batch the crash left open: close it where it stops
+            self._push(_Span(seq, first, found.good_end, events, skips), report)
 
     def _push(self, span: _Span, report: RecoveryReport) -> None:
         if span.events == 0:
@@ -230,13 +230,13 @@ class Spool:
     # -- the committer's side ---------------------------------------------------------------------
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         """Bytes of segments on disk."""
         return self._total
 
     def over_budget(self) -> bool:
         """True when the spool has reached its disk budget."""
-        return self.bytes >= self.max_bytes
+        return self.size_bytes >= self.max_bytes
 
     @property
     def batch_open(self) -> bool:
@@ -299,7 +299,7 @@ class Spool:
             if skip is not None:
                 off = skip
                 continue
-            _, flags, events, length, _ = HEADER.unpack_from(buf, off)
+            _, _flags, _events, length, _ = HEADER.unpack_from(buf, off)
             parts.append(buf[off + HEADER.size : off + HEADER.size + length])
             off += HEADER.size + length
         payload = b"".join(parts)
@@ -348,7 +348,7 @@ class MemoryLog:
         self.pending_events = 0
 
     @property
-    def bytes(self) -> int:
+    def size_bytes(self) -> int:
         """Bytes held in memory."""
         return self._bytes
 

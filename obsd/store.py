@@ -75,10 +75,9 @@ class Store:
 
     def close(self) -> None:
         """Release the connection (and, for chDB, the data directory lock)."""
-        try:
+        # Closing twice or after a failure is not an error worth raising.
+        with contextlib.suppress(Exception):
             self._client.close()
-        except Exception:  # closing twice or after a failure is not an error worth raising
-            pass
 
     def ping(self) -> bool:
         """True when the store answers a trivial query."""

@@ -202,9 +202,8 @@ class Validator:
         elif t == "error":
             if not e.message:
                 return "missing_message", "error events need a message"
-        elif t == "scroll":
-            if e.depth is None or not 0 <= e.depth <= 100:
-                return "invalid_depth", "scroll depth must be a percentage from 0 to 100"
+        elif t == "scroll" and (e.depth is None or not 0 <= e.depth <= 100):
+            return "invalid_depth", "scroll depth must be a percentage from 0 to 100"
         if e.value is not None and not math.isfinite(e.value):
             return "invalid_value", "value must be a finite number"
         if e.props is not None:
