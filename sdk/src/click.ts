@@ -12,9 +12,9 @@ const INTERACTIVE = 'a,button,input,select,textarea,summary,label,[role=button],
 const OPT_IN = 'data-obs-';
 const MAX_DEPTH = 4;
 
-// Names that look generated (CSS modules, React ids, framework counters) change between builds
-// and would split one button into many selectors.
-const stable = (name: string): boolean => /^[a-z_][\w-]*$/i.test(name) && !/\d{3}|:/.test(name);
+// Names that look generated (CSS-in-JS hashes, React ids, framework counters) change between
+// builds and would split one button into many selectors: digits mixed into letters, long numbers.
+const stable = (name: string): boolean => /^[a-z_][\w-]*$/i.test(name) && !/\d{3}|[a-z]\d[a-z]|\d[a-z]\d/i.test(name);
 
 const optedIn = (el: Element): boolean => {
   for (const a of el.attributes) if (a.name.startsWith(OPT_IN)) return true;

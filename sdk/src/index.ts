@@ -81,7 +81,7 @@ export class Observability {
   _session!: Session;
   _tx!: Transport;
   _timer: ReturnType<typeof setTimeout> | 0 = 0;
-  _sending: Promise<void> | null = null;
+  _sending: Promise<void> = Promise.resolve();
   /** A batch being gzipped: if the page hides meanwhile, it is sent uncompressed instead. */
   _compressing: { items: Queued[]; dropped: number } | null = null;
   _off: (() => void)[] = [];
@@ -119,9 +119,8 @@ export class Observability {
 
   /** Send everything queued; resolves when done (or when the server asked to wait). */
   flush(): Promise<void> {
-    return (this._sending ||= this._drain()
-      .catch(this._log)
-      .finally(() => (this._sending = null)));
+    // Chained, so a flush always covers what was queued when it was called.
+    return (this._sending = this._sending.then(() => this._drain()).catch(this._log));
   }
 
   /** Grant: start sending (queued events too). Deny: drop the queue and erase the session. */
@@ -138,6 +137,8 @@ export class Observability {
         this._q = [];
         this._dropped = 0;
         this._compressing = null;
+        // Forget the page too, so that a later grant records it.
+        this._pageKey = null;
         this._session._persistTo(false);
         this._stash();
       }
@@ -155,6 +156,8 @@ export class Observability {
     });
     await this.flush();
     this._stopped = true;
+    clearTimeout(this._timer);
+    this._stash();
   }
 
   _init(options: Options): void {
