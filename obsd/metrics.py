@@ -54,6 +54,20 @@ class Metrics:
         self.pending_events = Gauge("obsd_store_pending_events",
                                     "Events acknowledged but not yet in ClickHouse", registry=r)
         self.store_up = Gauge("obsd_store_up", "1 when the last store operation succeeded", registry=r)
+        # Operations: tail viewers, the event loop's health, reloads and admin imports.
+        self.tail_viewers = Gauge("obsd_tail_viewers", "Connected `obsd tail` viewers", registry=r)
+        self.tail_sent = Counter("obsd_tail_events_sent", "Events streamed to tail viewers", registry=r)
+        self.tail_missed = Counter("obsd_tail_events_missed",
+                                   "Events a slow tail viewer missed (its queue was full)", registry=r)
+        self.loop_lag_seconds = Histogram("obsd_event_loop_lag_seconds",
+                                          "How late the event loop ran a timer (watchdog probe)",
+                                          buckets=_LATENCY, registry=r)
+        self.reloads = Counter("obsd_config_reloads", "SIGHUP configuration reloads, by result",
+                               ["result"], registry=r)
+        self.imported = Counter("obsd_events_imported", "Events accepted by POST /v1/admin/import",
+                                registry=r)
+        self.started_at = Gauge("obsd_start_time_seconds", "Unix time the daemon started", registry=r)
+        self.started_at.set_to_current_time()
 
     def bind(self, ring_events: Callable[[], float], ring_bytes: Callable[[], float],
              spool_bytes: Callable[[], float], pending: Callable[[], float]) -> None:
