@@ -57,6 +57,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         reason = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
+        if exc.status == 404 and reason == "Not Found":
+            reason = (f"nothing at {request.method} {request.path[:200]}; obsd answers POST /v1/events, "
+                      "GET /health, /ready, /metrics, /sdk.js, /demo, /dashboard and /v1/admin/*")
+        elif exc.status == 405:
+            allowed = headers.get("Allow", "")
+            reason = f"{request.method} is not allowed on {request.path[:200]}; use {allowed or 'another method'}"
         return error_response(exc.status, _CODES.get(exc.status, "error"), reason or "error", headers)
     except Exception:
         log.exception("http.unhandled", path=request.path)

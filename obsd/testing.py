@@ -126,6 +126,7 @@ class Daemon:
                  top: dict[str, Any] | None = None, projects: list[dict[str, Any]] | None = None,
                  port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.data_dir = root / "data"
         self.config = write_config(root / "obsd.toml", self.data_dir, self.port, sections, top, projects)
