@@ -16,6 +16,7 @@ from obsd.errors import ConfigError
 CONFIG_ENV = "OBSD_CONFIG"
 DEFAULT_CONFIG_PATHS = (Path("obsd.toml"), Path("/etc/obsd/obsd.toml"))
 _ENV_PREFIX = "OBSD_"
+_NOT_SETTINGS = frozenset({CONFIG_ENV, "OBSD_FAULT_FILE"})
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -185,7 +186,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """OBSD_KEY and OBSD_SECTION__KEY variables as a nested dict."""
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(_ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(_ENV_PREFIX) or name in _NOT_SETTINGS or name.startswith("OBSD_TEST_"):
             continue
         parts = name[len(_ENV_PREFIX) :].lower().split("__")
         node = out

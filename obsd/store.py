@@ -19,6 +19,9 @@ from obsd.errors import QueryError, StoreError, StoreLockedError
 DATA_ERROR_CODES = frozenset(
     {6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 321, 376, 377, 395, 469}
 )
+# Chaos testing: while the file named by OBSD_FAULT_FILE contains "store_down", inserts fail as if
+# ClickHouse were unreachable. Unset (the default), this costs one dict lookup per insert.
+FAULT_ENV = "OBSD_FAULT_FILE"
 _READ_ONLY_PREFIX = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESCRIBE\b|DESC\b|EXPLAIN\b|EXISTS\b)", re.I)
 
 
@@ -125,6 +128,8 @@ class Store:
     def insert_ndjson(self, table: str, data: bytes, *, compression: str | None = None,
                       token: str | None = None) -> None:
         """Insert NDJSON rows (optionally zstd-compressed) with one statement, parsed by ClickHouse."""
+        if _fault("store_down"):
+            raise OperationalError(f"fault injected ({FAULT_ENV}): the store is unreachable")
         settings: dict[str, Any] = {"input_format_parallel_parsing": 1}
         if token:
             settings["insert_deduplication_token"] = token
@@ -163,3 +168,14 @@ def _held_by_other_process(dsn: str) -> bool:
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _fault(kind: str) -> bool:
+    path = os.environ.get(FAULT_ENV)
+    if not path:
+        return False
+    try:
+        with open(path) as f:
+            return kind in f.read()
+    except OSError:
+        return False
