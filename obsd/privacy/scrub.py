@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Final
@@ -42,23 +43,41 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
 def _mask_cards_in_run(run: str) -> str:
-    """Mask every group sequence of 13-19 digits in one digit run that passes Luhn."""
+    """Mask, left to right, every group sequence of 13-19 digits in one digit run that passes Luhn."""
     if "-" not in run and " " not in run:
         return CARD_MASK if len(run) <= 19 and luhn_valid(run) else run
     groups = _GROUP_SPLIT_RE.split(run)
     seps = _GROUP_SPLIT_RE.findall(run)
+    digits = "".join(groups)
+    # Prefix sums of Luhn contributions for both parities make each window's checksum O(1), which
+    # keeps hostile runs like "1 1 1 1 ..." linear.
+    even = [0]
+    odd = [0]
+    for k, ch in enumerate(digits):
+        d = ord(ch) - 48
+        plain, doubled = (d, _DOUBLED[d]) if k & 1 == 0 else (_DOUBLED[d], d)
+        even.append(even[-1] + plain)
+        odd.append(odd[-1] + doubled)
+    bounds = [0]
+    for g in groups:
+        bounds.append(bounds[-1] + len(g))
     out: list[str] = []
     i, n = 0, len(groups)
     while i < n:
-        digits = ""
+        start = bounds[i]
         hit = -1
-        for j in range(i, n):
-            digits += groups[j]
-            if len(digits) > 19:
+        j = bisect_right(bounds, start + 19, i + 1) - 1
+        while j > i and bounds[j] - start >= 13:
+            end = bounds[j]
+            sums = even if (end - 1) & 1 == 0 else odd
+            if (sums[end] - sums[start]) % 10 == 0:
+                hit = j - 1
                 break
-            if len(digits) >= 13 and luhn_valid(digits):
-                hit = j
+            j -= 1
         if hit < 0:
             out.append(groups[i])
             if i < n - 1:
@@ -84,8 +103,6 @@ def scrub_text(s: str) -> str:
     """Mask emails, Luhn-valid card numbers, JWTs and bearer tokens in free text."""
     if "eyJ" in s:
         s = _JWT_RE.sub(JWT_MASK, s)
-    if "earer" in s or "EARER" in s:
-        s = _BEARER_RE.sub(r"\1\2" + TOKEN_MASK, s)
     if "@" in s or "%40" in s:
         for _ in range(_MAX_EMAIL_PASSES):
             masked = _EMAIL_RE.sub(EMAIL_MASK, s)
@@ -94,6 +111,9 @@ def scrub_text(s: str) -> str:
             s = masked
     if len(s) >= 13 and _count_digits(s) >= 13:
         s = _DIGIT_RUN_RE.sub(_card_sub, s)
+    # Last, because masking a card can put a word boundary in front of "bearer".
+    if "earer" in s or "EARER" in s:
+        s = _BEARER_RE.sub(r"\1\2" + TOKEN_MASK, s)
     return s
 
 
@@ -171,9 +191,5 @@ class UrlScrubber:
         return scrubbed, host, path
 
     def _filter_query(self, query: str) -> str:
-        kept = [
-            scrub_text(pair)
-            for pair in query.split("&")
-            if pair and self.param_allowed(pair.partition("=")[0])
-        ]
+        kept = [scrub_text(pair) for pair in query.split("&") if pair and self.param_allowed(pair.partition("=")[0])]
         return "&".join(kept)
