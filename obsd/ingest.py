@@ -17,7 +17,8 @@ from obsd.privacy.clientip import ClientIpResolver
 from obsd.privacy.origins import OriginPolicy
 from obsd.privacy.ratelimit import TokenBucketLimiter
 from obsd.settings import ProjectSettings, Settings
-from obsd.wire import Rejected, WireError, decode
+from obsd.tail import TailHub
+from obsd.wire import Rejected, Validator, WireError, decode
 from obsd.writer import DeadLetter
 
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
@@ -64,6 +65,7 @@ class Ingest:
         self.pipeline = pipeline
         self.metrics = metrics
         self.encoder = encoder
+        self.tail: TailHub | None = None  # set by the server: live fan-out to `obsd tail`
         self.apply(settings)
 
     def apply(self, settings: Settings) -> None:
@@ -71,6 +73,8 @@ class Ingest:
         self.settings = settings
         self.projects = Projects(settings.projects)
         self.ips = ClientIpResolver(settings.server.trusted_proxies)
+        self.encoder.validator = Validator(settings.limits)
+        self.encoder.max_stack = settings.limits.max_stack_length
         rl = settings.rate_limit
         self.project_limit = (TokenBucketLimiter(rl.per_project_rps, rl.per_project_burst or rl.per_project_rps)
                               if rl.per_project_rps > 0 else None)
@@ -151,6 +155,8 @@ class Ingest:
                     raise self._refuse(503, exc.reason, str(exc), retry_after=exc.retry_after) from exc
                 self.metrics.accepted.inc(enc.accepted)
                 self.metrics.accepted_bytes.inc(len(enc.data))
+                if self.tail is not None:
+                    self.tail.publish(enc.data)
             if enc.rejected:
                 self._count_rejects(project.id, enc.rejected, now)
             body_out = {"accepted": enc.accepted,
