@@ -242,6 +242,91 @@ def query(
     render_result(res, fmt)
 
 
+report_app = typer.Typer(help="Reports over the rollups: overview, pages, referrers, devices, vitals, errors, "
+                         "events, recent.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+def _report_command(name: str, summary: str) -> None:
+    def command(
+        config: ConfigOpt = None,
+        project: Annotated[str | None, typer.Option("--project", "-p", help="Project id (default: the only "
+                                                    "configured project).")] = None,
+        since: Annotated[str, typer.Option(help="Start: 24h, 7d (whole hours/days up to now), YYYY-MM-DD or "
+                                           "YYYY-MM-DDTHH:MM (UTC, rounded down to the hour).")] = "24h",
+        until: Annotated[str, typer.Option(help="End: now, YYYY-MM-DD (that whole day) or YYYY-MM-DDTHH:MM "
+                                           "(rounded up to the hour).")] = "now",
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, json (the API document) or csv.")]
+        = "table",
+        limit: Annotated[int, typer.Option(help="Rows to show (1-1000).")] = 20,
+        bucket: Annotated[str | None, typer.Option(help="Series bucket: hour or day (default: hour up to "
+                                                   "72 hours, else day).")] = None,
+        path: Annotated[str | None, typer.Option(help="Only this page (pages, vitals).")] = None,
+        type_: Annotated[str | None, typer.Option("--type", help="Only this event type (events, recent).")]
+        = None,
+        by: Annotated[str | None, typer.Option(help="vitals: group by metric, path or device.")] = None,
+    ) -> None:
+        from obsd.report_view import render, to_csv
+
+        if fmt not in ("table", "json", "csv"):
+            err.print("[bold red]error:[/] --format must be table, json or csv")
+            raise typer.Exit(2)
+        raw = {"project": project, "since": since, "until": until, "limit": str(limit), "bucket": bucket,
+               "path": path, "type": type_, "by": by}
+        try:
+            doc = _run_report(config, name, {k: v for k, v in raw.items() if v})
+        except ObsdError as exc:
+            raise _fail(exc) from exc
+        if fmt == "json":
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        elif fmt == "csv":
+            sys.stdout.write(to_csv(doc))
+        else:
+            out.print(render(doc))
+
+    command.__doc__ = summary
+    report_app.command(name)(command)
+
+
+def _run_report(config: Path | None, name: str, raw: dict[str, str]) -> dict[str, Any]:
+    """A report document: from the running daemon when there is one, else from the store directly."""
+    from obsd.client import DaemonClient
+    from obsd.reports import ReportError, Reports, parse_params
+    from obsd.store import Store
+
+    settings = _settings(config)
+    projects = [p.id for p in settings.projects]
+    params = parse_params(raw, default_project=projects[0] if len(projects) == 1 else None)
+    if params.project not in projects:
+        raise ReportError(f"project {params.project!r} is not configured; projects: {', '.join(projects) or '(none)'}")
+    daemon = DaemonClient(settings, timeout=settings.clickhouse.query_timeout_s + 5)
+    if daemon.alive():
+        return daemon.stats(name, raw)
+    try:
+        store = Store(settings.dsn, settings.clickhouse.database)
+    except StoreLockedError as exc:
+        raise StoreLockedError(f"{exc}; no daemon answered at {daemon.base} (is server.listen right?)") from exc
+    try:
+        reports = Reports(store, settings.clickhouse.database, cluster=bool(settings.clickhouse.cluster),
+                          timeout_s=settings.clickhouse.query_timeout_s)
+        return reports.run(name, params).to_json()
+    finally:
+        store.close()
+
+
+for _name, _summary in (
+    ("overview", "Visitors, pageviews, sessions, events and errors, with a trend per hour or day."),
+    ("pages", "Top pages by pageviews, with visitors, sessions and share."),
+    ("referrers", "Referring sites ('(direct)' when none); navigation within the site is left out."),
+    ("devices", "Pageviews and visitors by device type, browser and operating system."),
+    ("vitals", "Web Vitals p50/p75/p95 with good / needs-improvement / poor shares (Google's thresholds)."),
+    ("errors", "Error groups by fingerprint: count, affected sessions, first/last seen, top frame."),
+    ("events", "Event counts by type and name, with visitors and sessions."),
+    ("recent", "The latest events in the range, newest first."),
+):
+    _report_command(_name, _summary)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

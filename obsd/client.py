@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -58,6 +59,12 @@ class DaemonClient:
         """Run a read-only query through the daemon."""
         out = self._call("POST", "/v1/admin/query", {"sql": sql, "max_rows": max_rows})
         return QueryResult(out["columns"], out["types"], out["rows"], out.get("truncated", False))
+
+    def stats(self, report: str, params: dict[str, str]) -> dict[str, Any]:
+        """A report from the daemon's query API (GET /v1/stats/<report>)."""
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
+        result: dict[str, Any] = self._call("GET", f"/v1/stats/{report}" + (f"?{query}" if query else ""))
+        return result
 
     def status(self) -> dict[str, Any]:
         """The daemon's status document."""

@@ -65,7 +65,11 @@ def discover(directory: Path) -> list[Migration]:
 
 
 def render(sql: str, database: str, cluster: str = "") -> str:
-    """Fill in the database, ON CLUSTER and engine placeholders of a migration file."""
+    """Fill in the database, ON CLUSTER, engine and Distributed-table placeholders of a migration file.
+
+    `{{distributed:X}}` becomes a Distributed table X_all over X in cluster mode (nothing otherwise);
+    `{{all:X}}` names X_all in cluster mode and X otherwise.
+    """
     sql = sql.replace("{{db}}", database)
     sql = sql.replace("{{on_cluster}}", f"ON CLUSTER '{cluster}'" if cluster else "")
 
@@ -75,7 +79,18 @@ def render(sql: str, database: str, cluster: str = "") -> str:
             return name
         return f"Replicated{name}('/clickhouse/tables/{{shard}}/{database}/{{table}}', '{{replica}}')"
 
-    return re.sub(r"\{\{engine:(\w*MergeTree)\}\}", engine, sql)
+    sql = re.sub(r"\{\{engine:(\w*MergeTree)\}\}", engine, sql)
+
+    def distributed(m: re.Match[str]) -> str:
+        # Cluster mode only: NAME_all reads (and spreads inserts) across every shard's NAME.
+        name = m.group(1)
+        if not cluster:
+            return ""
+        return (f"CREATE TABLE IF NOT EXISTS {database}.{name}_all ON CLUSTER '{cluster}' AS {database}.{name} "
+                f"ENGINE = Distributed('{cluster}', '{database}', '{name}', rand())")
+
+    sql = re.sub(r"\{\{distributed:(\w+)\}\}", distributed, sql)
+    return re.sub(r"\{\{all:(\w+)\}\}", lambda m: f"{database}.{m.group(1)}{'_all' if cluster else ''}", sql)
 
 
 def statements(sql: str) -> list[str]:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from obsd import __version__
 from obsd.admin import Admin, admin_token, is_loopback
+from obsd.dashboard import Dashboard
 from obsd.enrich import RowEncoder
 from obsd.errors import ConfigError, PendingMigrationsError
 from obsd.httperrors import error_middleware, json_response
@@ -22,6 +23,7 @@ from obsd.metrics import CONTENT_TYPE, Metrics
 from obsd.migrations import Migrator
 from obsd.pipeline import Pipeline
 from obsd.settings import Settings
+from obsd.stats_api import StatsApi
 from obsd.store import Store, redact
 
 log = structlog.get_logger("obsd.server")
@@ -77,6 +79,8 @@ class Server:
         app.router.add_get("/metrics", self.metrics_endpoint)
         app.router.add_post("/v1/admin/query", self.admin.query)
         app.router.add_get("/v1/admin/status", self.status)
+        StatsApi(s, self.admin).routes(app)
+        Dashboard().routes(app)
         try:
             from obsd.sdk_routes import add_sdk_routes
         except ImportError:  # the SDK build is optional for the server itself

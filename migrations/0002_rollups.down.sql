@@ -1,0 +1,20 @@
+-- Revert the rollups: views first, so no insert lands in a table being dropped.
+DROP VIEW IF EXISTS {{db}}.events_hourly_mv {{on_cluster}} SYNC;
+DROP VIEW IF EXISTS {{db}}.pages_hourly_mv {{on_cluster}} SYNC;
+DROP VIEW IF EXISTS {{db}}.referrers_hourly_mv {{on_cluster}} SYNC;
+DROP VIEW IF EXISTS {{db}}.devices_hourly_mv {{on_cluster}} SYNC;
+DROP VIEW IF EXISTS {{db}}.vitals_hourly_mv {{on_cluster}} SYNC;
+DROP VIEW IF EXISTS {{db}}.errors_hourly_mv {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.events_hourly_all {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.pages_hourly_all {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.referrers_hourly_all {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.devices_hourly_all {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.vitals_hourly_all {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.errors_hourly_all {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.events_hourly {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.pages_hourly {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.referrers_hourly {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.devices_hourly {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.vitals_hourly {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.errors_hourly {{on_cluster}} SYNC;
+DROP TABLE IF EXISTS {{db}}.events_all {{on_cluster}} SYNC;

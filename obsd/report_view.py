@@ -1,0 +1,158 @@
+"""Rich renderings of reports (as the stats API answers them): tables, bars and sparklines."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+SPARKS = "▁▂▃▄▅▆▇█"
+RATING_STYLE = {"good": "green", "needs-improvement": "yellow", "poor": "red"}
+TITLES = {"overview": "Overview", "pages": "Top pages", "referrers": "Referrers", "devices": "Devices",
+          "vitals": "Web Vitals", "errors": "Error groups", "events": "Events", "recent": "Recent events"}
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """Values as a line of block characters, scaled to the largest."""
+    top = max(values, default=0)
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1) + 0.5))] for v in values)
+
+
+def bar(share: float, width: int = 20) -> str:
+    """A horizontal bar for a share between 0 and 1, in eighths of a character."""
+    eighths = round(max(0.0, min(1.0, share)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+
+
+def number(v: Any) -> str:
+    """An integer with thousands separators; other values as they are."""
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    return str(v)
+
+
+def vital_value(metric: str, v: float | None) -> str:
+    """A Web Vitals value the way people read it: CLS unitless, the rest in milliseconds."""
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if metric == "CLS" else f"{round(v):,} ms"
+
+
+def percent(v: float | None) -> str:
+    """A share as a percentage."""
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _header(doc: dict[str, Any]) -> Text:
+    title = TITLES.get(doc["report"], doc["report"])
+    since, until = doc["since"].replace("T", " ")[:16], doc["until"].replace("T", " ")[:16]
+    head = Text.assemble((title, "bold"), f" · {doc['project']} · {since} → {until} UTC", style="")
+    summary = "   ".join(f"{k.replace('_', ' ')}: {number(v)}" for k, v in doc.get("summary", {}).items())
+    return Text.assemble(head, "\n", (summary, "cyan")) if summary else head
+
+
+def _table(doc: dict[str, Any], columns: list[tuple[str, str]], rows: list[dict[str, Any]],
+           bar_key: str | None = None) -> Table:
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for name, justify in columns:
+        t.add_column(name, justify="right" if justify == "r" else "left", overflow="fold")
+    if bar_key:
+        t.add_column("", no_wrap=True, style="blue")
+    for r in rows:
+        cells = [number(r.get(name)) for name, _ in columns]
+        if bar_key:
+            cells.append(bar(float(r.get(bar_key) or 0)))
+        t.add_row(*cells)
+    return t
+
+
+def render(doc: dict[str, Any]) -> RenderableType:
+    """A report document as rich renderables: a header line, then its tables, bars or sparklines."""
+    name = doc["report"]
+    rows: list[dict[str, Any]] = doc["rows"]
+    parts: list[RenderableType] = [_header(doc)]
+    if name == "overview":
+        pv = [r["pageviews"] for r in rows]
+        vis = [r["visitors"] for r in rows]
+        parts.append(Text.assemble(("pageviews ", "bold"), (sparkline(pv), "blue"), f"  max {max(pv, default=0):,}"))
+        parts.append(Text.assemble(("visitors  ", "bold"), (sparkline(vis), "green"), f"  max {max(vis, default=0):,}"))
+        top = max(pv, default=0) or 1
+        shown = [dict(r, bucket=r["bucket"].replace("T", " ")[: 13 if doc["bucket"] == "hour" else 10],
+                      _share=r["pageviews"] / top) for r in rows]
+        parts.append(_table(doc, [("bucket", "l"), ("pageviews", "r"), ("visitors", "r"), ("sessions", "r"),
+                                  ("errors", "r")], shown, "_share"))
+    elif name in ("pages", "referrers"):
+        key = "path" if name == "pages" else "referrer"
+        parts.append(_table(doc, [(key, "l"), ("visitors", "r"), ("pageviews", "r"), ("share", "r")],
+                            [dict(r, share=percent(r["share"]), _s=r["share"]) for r in rows], "_s"))
+    elif name == "devices":
+        for dim in ("device", "browser", "os"):
+            sub = [dict(r, share=percent(r["share"]), _s=r["share"]) for r in rows if r["dimension"] == dim]
+            parts.append(_table(doc, [(dim, "l"), ("visitors", "r"), ("pageviews", "r"), ("share", "r")],
+                                [dict(r, **{dim: r["value"]}) for r in sub], "_s"))
+    elif name == "vitals":
+        parts.append(_vitals(rows))
+    elif name == "errors":
+        t = Table(show_edge=False, pad_edge=False, header_style="bold")
+        for col, j in (("fingerprint", "l"), ("message", "l"), ("events", "r"), ("sessions", "r"),
+                       ("first seen", "l"), ("last seen", "l"), ("top frame", "l")):
+            t.add_column(col, justify="right" if j == "r" else "left", overflow="fold")
+        for r in rows:
+            t.add_row(r["fingerprint"][:8], r["message"], number(r["events"]), number(r["sessions"]),
+                      r["first_seen"][:16].replace("T", " "), r["last_seen"][:16].replace("T", " "),
+                      top_frame(r["stack"]))
+        parts.append(t)
+    else:
+        cols = [(c, "r" if rows and isinstance(rows[0].get(c), int | float) else "l") for c in doc["columns"]]
+        parts.append(_table(doc, cols, rows))
+    if not rows:
+        parts.append(Text("nothing in this range", style="dim italic"))
+    return Group(*parts)
+
+
+def _vitals(rows: list[dict[str, Any]]) -> Table:
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
+    keys = [k for k in ("path", "device") if rows and k in rows[0]]
+    for k in keys:
+        t.add_column(k)
+    for col in ("metric", "samples", "p50", "p75", "p95", "good", "needs impr.", "poor", ""):
+        t.add_column(col, justify="left" if col in ("metric", "") else "right")
+    for r in rows:
+        m = r["metric"]
+        style = RATING_STYLE.get(r["rating"], "")
+        shares = Text()
+        for share, colour in ((r["good"], "green"), (r["needs_improvement"], "yellow"), (r["poor"], "red")):
+            shares.append("█" * round(20 * (share or 0)), style=colour)
+        t.add_row(*(str(r[k]) for k in keys), m, number(r["samples"]), vital_value(m, r["p50"]),
+                  Text(vital_value(m, r["p75"]), style=f"bold {style}".strip()), vital_value(m, r["p95"]),
+                  percent(r["good"]), percent(r["needs_improvement"]), percent(r["poor"]), shares)
+    return t
+
+
+def top_frame(stack: str) -> str:
+    """The first frame line of a stack trace (or its first line when it has no frames)."""
+    lines = [ln.strip() for ln in stack.splitlines() if ln.strip()]
+    frames = [ln for ln in lines if ln.startswith("at ") or "@" in ln]
+    return (frames or lines or [""])[0][:120]
+
+
+def to_csv(doc: dict[str, Any]) -> str:
+    """The report's main table as CSV (the series, for the overview)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(doc["columns"])
+    for r in doc["rows"]:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in doc["columns"]])
+    return buf.getvalue()

@@ -1,0 +1,398 @@
+"""Reports: validated parameters, one SQL query set per report over the hourly rollups."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from obsd.errors import QueryError
+from obsd.store import QueryResult
+
+REPORTS = ("overview", "pages", "referrers", "devices", "vitals", "errors", "events", "recent")
+EVENT_TYPES = ("pageview", "click", "scroll", "error", "web_vital", "custom")
+# Google's published Web Vitals thresholds: value <= good is "good", value > poor is "poor".
+# migrations/0002_rollups.up.sql rates samples with the same numbers (a test checks they agree).
+THRESHOLDS: dict[str, tuple[float, float]] = {
+    "LCP": (2500, 4000), "INP": (200, 500), "CLS": (0.1, 0.25), "FCP": (1800, 3000),
+    "TTFB": (800, 1800), "FID": (100, 300),
+}
+METRIC_ORDER = ("LCP", "INP", "CLS", "FCP", "TTFB", "FID")
+PARAMS = frozenset({"project", "since", "until", "bucket", "limit", "path", "type", "by"})
+MAX_HOUR_BUCKETS = 24 * 92
+MAX_LIMIT = 1000
+_PROJECT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_RELATIVE = re.compile(r"^(\d{1,4})([hd])$")
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+
+
+class ReportError(QueryError):
+    """A report parameter is wrong; the message names it and the accepted values."""
+
+    exit_code = 2
+
+
+class Source(Protocol):
+    """Something that runs a query: a Store."""
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> QueryResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReportParams:
+    """What a report covers: one project, whole hours [since, until), a bucket size and filters."""
+
+    project: str
+    since: datetime
+    until: datetime
+    bucket: str = "hour"
+    limit: int = 20
+    path: str | None = None
+    type: str | None = None
+    by: str = "metric"
+
+    def sql_params(self) -> dict[str, Any]:
+        """Bind parameters shared by every report query."""
+        return {"project": self.project, "since": int(self.since.timestamp()),
+                "until": int(self.until.timestamp()), "path": self.path or "", "type": self.type or "",
+                "limit": self.limit}
+
+    def buckets(self) -> list[datetime]:
+        """Every bucket start in the range, for zero-filled series."""
+        step = _HOUR if self.bucket == "hour" else _DAY
+        start = self.since if self.bucket == "hour" else floor_day(self.since)
+        out = []
+        t = start
+        while t < self.until:
+            out.append(t)
+            t += step
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report's headline numbers, its main table and (for trends) a time series."""
+
+    name: str
+    params: ReportParams
+    summary: dict[str, Any]
+    table: QueryResult
+    series: QueryResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns of the main table."""
+        return self.table.columns
+
+    @property
+    def rows(self) -> list[list[Any]]:
+        """Rows of the main table."""
+        return self.table.rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the stats API answers it: rows as objects, times as ISO 8601 UTC."""
+        p = self.params
+        out: dict[str, Any] = {
+            "report": self.name, "project": p.project, "since": iso(p.since), "until": iso(p.until),
+            "bucket": p.bucket, "summary": {k: jsonable(v) for k, v in self.summary.items()},
+            "columns": self.table.columns, "rows": records(self.table),
+        }
+        if self.series is not None:
+            out["series"] = records(self.series)
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+def jsonable(v: Any) -> Any:
+    """A value as JSON can carry it (datetimes as ISO 8601 UTC)."""
+    if isinstance(v, datetime):
+        return iso(v)
+    if isinstance(v, float) and v != v:  # NaN: no samples
+        return None
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def records(res: QueryResult) -> list[dict[str, Any]]:
+    """Rows of a result as objects keyed by column."""
+    return [{c: jsonable(v) for c, v in zip(res.columns, row, strict=True)} for row in res.rows]
+
+
+def iso(t: datetime) -> str:
+    """A UTC time as ISO 8601 with a Z."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{t.microsecond // 1000:03d}Z" if t.microsecond else "Z")
+
+
+def floor_hour(t: datetime) -> datetime:
+    """The start of t's hour."""
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(t: datetime) -> datetime:
+    """The start of t's UTC day."""
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _parse_time(name: str, text: str, now: datetime, *, end: bool) -> datetime:
+    text = text.strip()
+    if text == "now":
+        return floor_hour(now) + _HOUR if end else floor_hour(now)
+    m = _RELATIVE.match(text)
+    if m and not end:
+        n = int(m.group(1))
+        if n < 1:
+            raise ReportError(f"{name}={text}: a relative range is at least 1h or 1d")
+        if m.group(2) == "h":
+            return floor_hour(now) - (n - 1) * _HOUR
+        return floor_day(now) - (n - 1) * _DAY
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            d = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+            return d + _DAY if end else d  # --until DATE includes that whole day
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    else:
+        t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        if end and t != floor_hour(t):
+            return floor_hour(t) + _HOUR  # a partial hour is included
+        return floor_hour(t)
+    accepted = "now, YYYY-MM-DD or YYYY-MM-DDTHH:MM[Z]" + ("" if end else ", or Nh / Nd (e.g. 24h, 7d)")
+    raise ReportError(f"{name}={text!r} is not a time obsd understands; use {accepted}")
+
+
+def parse_params(raw: Mapping[str, str], *, default_project: str | None = None,
+                 now: datetime | None = None) -> ReportParams:
+    """Validate report parameters given as strings (query string or CLI flags)."""
+    unknown = sorted(set(raw) - PARAMS)
+    if unknown:
+        raise ReportError(f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(sorted(PARAMS))}")
+    now = now or datetime.now(UTC)
+    project = raw.get("project") or default_project
+    if not project:
+        raise ReportError("project is required (several projects are configured); pass project=<id>")
+    if not _PROJECT.match(project):
+        raise ReportError(f"project={project!r}: a project id is 1-64 letters, digits, '_', '.' or '-'")
+    since = _parse_time("since", raw.get("since") or "24h", now, end=False)
+    until = _parse_time("until", raw.get("until") or "now", now, end=True)
+    if until <= since:
+        raise ReportError(f"until ({iso(until)}) must be after since ({iso(since)})")
+    if since.year < 2000:
+        raise ReportError("since is before 2000; pass a later date")
+    bucket = raw.get("bucket") or ("hour" if until - since <= 72 * _HOUR else "day")
+    if bucket not in ("hour", "day"):
+        raise ReportError(f"bucket={bucket!r}: use hour or day")
+    if bucket == "hour" and (until - since) > MAX_HOUR_BUCKETS * _HOUR:
+        raise ReportError(f"bucket=hour covers at most {MAX_HOUR_BUCKETS // 24} days; use bucket=day")
+    limit_text = raw.get("limit") or "20"
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise ReportError(f"limit={limit_text!r}: use a whole number from 1 to {MAX_LIMIT}")
+    path = raw.get("path") or None
+    if path is not None and (len(path) > 2048 or not path.startswith("/")):
+        raise ReportError("path must start with / and be at most 2048 characters")
+    type_ = raw.get("type") or None
+    if type_ is not None and type_ not in EVENT_TYPES:
+        raise ReportError(f"type={type_!r}: use one of {', '.join(EVENT_TYPES)}")
+    by = raw.get("by") or "metric"
+    if by not in ("metric", "path", "device"):
+        raise ReportError(f"by={by!r}: use metric, path or device")
+    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by)
+
+
+class Reports:
+    """Runs reports against the rollups of one store (the `_all` tables in cluster mode)."""
+
+    def __init__(self, source: Source, database: str, *, cluster: bool = False, timeout_s: float = 30.0) -> None:
+        self.source = source
+        self.db = database
+        self.suffix = "_all" if cluster else ""
+        self.settings = {"readonly": "1", "max_execution_time": str(max(1, int(timeout_s)))}
+
+    def table(self, name: str) -> str:
+        """The qualified name to read a table from."""
+        return f"{self.db}.{name}{self.suffix}"
+
+    def _q(self, sql: str, p: ReportParams) -> QueryResult:
+        return self.source.query(sql, parameters=p.sql_params(), settings=self.settings)
+
+    def _where(self, extra: str = "") -> str:
+        return ("project_id = {project:String} AND hour >= toDateTime({since:UInt32}, 'UTC') "
+                "AND hour < toDateTime({until:UInt32}, 'UTC')" + (f" AND {extra}" if extra else ""))
+
+    def _bucket(self, p: ReportParams) -> str:
+        return "hour" if p.bucket == "hour" else "toStartOfDay(hour, 'UTC')"
+
+    def run(self, name: str, p: ReportParams) -> Report:
+        """Run the named report."""
+        fn: Callable[[ReportParams], Report] | None = getattr(self, name, None) if name in REPORTS else None
+        if fn is None:
+            raise ReportError(f"unknown report {name!r}; reports: {', '.join(REPORTS)}")
+        return fn(p)
+
+    def overview(self, p: ReportParams) -> Report:
+        """Visitors, pageviews, sessions, events and errors: totals and a zero-filled series."""
+        # r.events names the column: `sum(events) AS events` would otherwise shadow it in sumIf.
+        cols = ("sumIf(r.events, r.type = 'pageview') AS pageviews, "
+                "uniqMergeIf(r.visitors, r.type = 'pageview') AS visitors, "
+                "uniqMergeIf(r.sessions, r.type = 'pageview') AS sessions, sum(r.events) AS events, "
+                "sumIf(r.events, r.type = 'error') AS errors")
+        t = self.table("events_hourly") + " AS r"
+        total = self._q(f"SELECT {cols} FROM {t} WHERE {self._where()}", p)
+        series = self._q(f"SELECT {self._bucket(p)} AS bucket, {cols} FROM {t} WHERE {self._where()} "
+                         "GROUP BY bucket ORDER BY bucket", p)
+        summary = dict(zip(total.columns, total.rows[0], strict=True)) if total.rows else {}
+        summary = {k: int(v or 0) for k, v in summary.items()}
+        summary["views_per_session"] = round(summary["pageviews"] / summary["sessions"], 2) if summary.get(
+            "sessions") else 0.0
+        filled = _zero_fill(series, p)
+        return Report("overview", p, summary, filled, filled)
+
+    def pages(self, p: ReportParams) -> Report:
+        """Top pages by pageviews, with visitors, sessions and share of all pageviews."""
+        t = self.table("pages_hourly")
+        where = self._where("path = {path:String}" if p.path else "")
+        total = self._q(f"SELECT sum(pageviews), uniqMerge(visitors), uniqExact(path) FROM {t} WHERE {where}", p)
+        pv, visitors, pages = (int(x or 0) for x in total.rows[0])
+        res = self._q(
+            f"SELECT path, sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
+            f"uniqMerge(sessions) AS sessions, round(pageviews / {max(pv, 1)}, 4) AS share FROM {t} "
+            f"WHERE {where} GROUP BY path ORDER BY pageviews DESC, path LIMIT {{limit:UInt32}}", p)
+        return Report("pages", p, {"pageviews": pv, "visitors": visitors, "pages": pages}, res)
+
+    def referrers(self, p: ReportParams) -> Report:
+        """Where visitors come from: referring hosts ('(direct)' when none), internal navigation left out."""
+        t = self.table("referrers_hourly")
+        where = self._where("internal = 0")
+        total = self._q(f"SELECT sum(pageviews), sumIf(pageviews, referrer_host = ''), uniqMerge(visitors) "
+                        f"FROM {t} WHERE {where}", p)
+        pv, direct, visitors = (int(x or 0) for x in total.rows[0])
+        res = self._q(
+            f"SELECT if(referrer_host = '', '(direct)', toString(referrer_host)) AS referrer, "
+            f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
+            f"round(pageviews / {max(pv, 1)}, 4) AS share "
+            f"FROM {t} WHERE {where} GROUP BY referrer ORDER BY pageviews DESC, referrer LIMIT {{limit:UInt32}}", p)
+        return Report("referrers", p, {"pageviews": pv, "direct": direct, "visitors": visitors}, res)
+
+    def devices(self, p: ReportParams) -> Report:
+        """Pageviews and visitors by device type, browser and OS, each with its share."""
+        t = self.table("devices_hourly")
+        parts = [f"SELECT '{dim}' AS dimension, if({col} = '', '(unknown)', toString({col})) AS value, "
+                 f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors FROM {t} WHERE {self._where()} "
+                 f"GROUP BY value" for dim, col in (("device", "device_type"), ("browser", "browser"), ("os", "os"))]
+        res = self._q(
+            "SELECT dimension, value, pageviews, visitors, "
+            "round(pageviews / sum(pageviews) OVER (PARTITION BY dimension), 4) AS share "
+            f"FROM ({' UNION ALL '.join(parts)}) "
+            "ORDER BY indexOf(['device', 'browser', 'os'], dimension), pageviews DESC, value "
+            "LIMIT {limit:UInt32} BY dimension", p)
+        pv = sum(int(r[2]) for r in res.rows if r[0] == "device")
+        return Report("devices", p, {"pageviews": pv}, res)
+
+    def vitals(self, p: ReportParams) -> Report:
+        """Web Vitals p50/p75/p95 and good / needs-improvement / poor shares per metric."""
+        t = self.table("vitals_hourly")
+        where = self._where("path = {path:String}" if p.path else "")
+        dim = {"metric": "", "path": "path, ", "device": "device_type AS device, "}[p.by]
+        group = {"metric": "metric", "path": "path, metric", "device": "device, metric"}[p.by]
+        res = self._q(
+            f"SELECT {dim}metric, sum(samples) AS samples, quantilesMerge(0.5, 0.75, 0.95)(quantiles) AS q, "
+            f"sum(good) AS good, sum(poor) AS poor FROM {t} WHERE {where} GROUP BY {group} "
+            f"ORDER BY {'indexOf(' + repr(list(METRIC_ORDER)) + ', metric)' if p.by == 'metric' else 'samples DESC'}, "
+            f"metric LIMIT {{limit:UInt32}}", p)
+        keys = res.columns[: res.columns.index("metric")]
+        rows: list[list[Any]] = []
+        for r in res.rows:
+            d = dict(zip(res.columns, r, strict=True))
+            metric, n, q = d["metric"], int(d["samples"]), d["q"]
+            p75 = float(q[1])
+            rated = metric in THRESHOLDS and n > 0
+            good, poor = int(d["good"]), int(d["poor"])
+            rows.append([*(d[k] for k in keys), metric, n, float(q[0]), p75, float(q[2]),
+                         rating(metric, p75) if rated else "",
+                         round(good / n, 4) if rated else None, round((n - good - poor) / n, 4) if rated else None,
+                         round(poor / n, 4) if rated else None])
+        if p.by == "metric":
+            rows.sort(key=lambda r: (METRIC_ORDER.index(r[0]) if r[0] in METRIC_ORDER else 99, r[0]))
+        cols = [*keys, "metric", "samples", "p50", "p75", "p95", "rating", "good", "needs_improvement", "poor"]
+        types = [*(["String"] * len(keys)), "String", "UInt64", "Float64", "Float64", "Float64", "String",
+                 "Float64", "Float64", "Float64"]
+        return Report("vitals", p, {"samples": sum(r[len(keys) + 1] for r in rows)}, QueryResult(cols, types, rows))
+
+    def errors(self, p: ReportParams) -> Report:
+        """Error groups by fingerprint: count, affected sessions, first/last seen, a sample message and stack."""
+        t = self.table("errors_hourly")
+        where = self._where()
+        total = self._q(f"SELECT sum(events), uniqMerge(sessions), uniqExact(fingerprint) FROM {t} WHERE {where}", p)
+        n, sessions, groups = (int(x or 0) for x in total.rows[0])
+        res = self._q(
+            "SELECT lower(hex(fingerprint)) AS fingerprint, argMaxMerge(message) AS message, sum(events) AS events, "
+            "uniqMerge(sessions) AS sessions, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+            "argMaxMerge(path) AS path, argMaxMerge(source) AS source, argMaxMerge(stack) AS stack "
+            f"FROM {t} WHERE {where} GROUP BY fingerprint "
+            "ORDER BY events DESC, last_seen DESC LIMIT {limit:UInt32}", p)
+        return Report("errors", p, {"errors": n, "sessions": sessions, "groups": groups}, res)
+
+    def events(self, p: ReportParams) -> Report:
+        """Event counts by type and name (custom events by their name), with visitors and sessions."""
+        t = self.table("events_hourly")
+        where = self._where("type = {type:String}" if p.type else "")
+        res = self._q(
+            "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors, "
+            f"uniqMerge(sessions) AS sessions FROM {t} WHERE {where} GROUP BY type, name "
+            "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p)
+        return Report("events", p, {"events": sum(int(r[2]) for r in res.rows)}, res)
+
+    def recent(self, p: ReportParams) -> Report:
+        """The latest events in the range (raw table, newest first), for a live strip."""
+        t = self.table("events")
+        where = ("project_id = {project:String} AND toDate(ts) >= toDate(toDateTime({since:UInt32}, 'UTC')) "
+                 "AND toDate(ts) <= toDate(toDateTime({until:UInt32}, 'UTC')) "
+                 "AND ts >= toDateTime({since:UInt32}, 'UTC') AND ts < toDateTime({until:UInt32}, 'UTC') "
+                 "AND NOT is_bot" + (" AND type = {type:String}" if p.type else ""))
+        res = self._q(
+            "SELECT ts, type, name, path, device_type, browser, country, "
+            "multiIf(type = 'web_vital', concat(name, ' ', toString(round(value, 3))), "
+            "type = 'error', substring(error_message, 1, 160), type = 'click', substring(selector, 1, 160), "
+            "type = 'scroll', concat(toString(value), '%'), type = 'custom', name, "
+            "substring(title, 1, 160)) AS detail "
+            f"FROM {t} WHERE {where} ORDER BY ts DESC, event_id LIMIT {{limit:UInt32}}", p)
+        return Report("recent", p, {"events": len(res.rows)}, res)
+
+
+def rating(metric: str, value: float) -> str:
+    """Google's rating of a Web Vitals value: good, needs-improvement or poor ('' if unrated)."""
+    if metric not in THRESHOLDS:
+        return ""
+    good, poor = THRESHOLDS[metric]
+    if value <= good:
+        return "good"
+    return "poor" if value > poor else "needs-improvement"
+
+
+def _zero_fill(series: QueryResult, p: ReportParams) -> QueryResult:
+    """Every bucket of the range, with zeros where nothing happened."""
+    width = len(series.columns) - 1
+    by_bucket = {_as_utc(r[0]): r for r in series.rows}
+    rows = []
+    for b in p.buckets():
+        r = by_bucket.get(b)
+        rows.append([b, *(int(v or 0) for v in r[1:])] if r else [b, *([0] * width)])
+    return QueryResult(series.columns, series.types, rows)
+
+
+def _as_utc(t: Any) -> datetime:
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if not isinstance(t, datetime):
+        raise QueryError(f"expected a time bucket, got {t!r}")
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

@@ -1,0 +1,310 @@
+// obsd dashboard: reads /v1/stats/* with the admin token kept in sessionStorage (this tab only).
+// Data is always written with textContent, never as HTML: error messages and paths come from browsers.
+const TOKEN_KEY = "obsd.token";
+const REFRESH_MS = 30000;
+const LIVE_MS = 5000;
+const $ = (sel) => document.querySelector(sel);
+const fmt = (n) => (n == null ? "–" : Number(n).toLocaleString("en-US"));
+const state = { project: null, since: "24h", timer: 0, liveTimer: 0, liveSeq: 0 };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, String(v));
+    else node[k] = v;
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+// The token may arrive once in the URL fragment (#token=…): fragments are never sent to the server or
+// logged; it moves to sessionStorage and the address bar is cleaned at once.
+function takeTokenFromFragment() {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+class Unauthorized extends Error {}
+
+async function api(path, params = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) throw new Unauthorized("enter the admin token");
+  const qs = new URLSearchParams(params).toString();
+  const r = await fetch(path + (qs ? "?" + qs : ""), { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  const body = await r.json().catch(() => ({}));
+  if (r.status === 401) throw new Unauthorized(body.reason || "wrong admin token");
+  if (!r.ok) throw new Error(body.reason || `HTTP ${r.status}`);
+  return body;
+}
+
+function showLogin(message) {
+  $("#main").hidden = true;
+  $("#login").hidden = false;
+  $("#login-error").textContent = message || "";
+  $("#token").focus();
+}
+
+function showProblem(message) {
+  const p = $("#problem");
+  p.hidden = !message;
+  p.textContent = message || "";
+}
+
+function bucketLabel(iso, bucket) {
+  const d = new Date(iso);
+  const date = d.toISOString().slice(5, 10);
+  return bucket === "hour" ? `${date} ${d.toISOString().slice(11, 16)}` : date;
+}
+
+function renderChart(overview) {
+  const box = $("#chart");
+  box.replaceChildren();
+  const series = overview.series;
+  const W = Math.max(box.clientWidth, 300), H = box.clientHeight || 220;
+  const pad = { l: 44, r: 10, t: 10, b: 22 };
+  const max = Math.max(1, ...series.map((r) => r.pageviews));
+  const n = series.length;
+  const x = (i) => pad.l + (n <= 1 ? 0 : (i * (W - pad.l - pad.r)) / (n - 1));
+  const y = (v) => H - pad.b - (v * (H - pad.t - pad.b)) / max;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Visitors and pageviews over time",
+    "data-buckets": n, "data-max": max });
+  for (const frac of [0, 0.5, 1]) {
+    const v = Math.round(max * frac);
+    root.append(svg("line", { x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v), stroke: "#e5e7eb" }));
+    const t = svg("text", { x: pad.l - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7280",
+      class: frac === 1 ? "ymax" : "" });
+    t.textContent = fmt(v);
+    root.append(t);
+  }
+  const pts = (key) => series.map((r, i) => `${x(i).toFixed(1)},${y(r[key]).toFixed(1)}`).join(" ");
+  if (n) {
+    root.append(svg("polygon", { points: `${x(0)},${y(0)} ${pts("pageviews")} ${x(n - 1)},${y(0)}`,
+      fill: "#3b6fd8", "fill-opacity": 0.15 }));
+    root.append(svg("polyline", { points: pts("pageviews"), fill: "none", stroke: "#3b6fd8", "stroke-width": 2,
+      class: "pageviews" }));
+    root.append(svg("polyline", { points: pts("visitors"), fill: "none", stroke: "#16a34a", "stroke-width": 2,
+      class: "visitors" }));
+    for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
+      const t = svg("text", { x: x(i), y: H - 6, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle",
+        "font-size": 11, fill: "#6b7280" });
+      t.textContent = bucketLabel(series[i].bucket, overview.bucket);
+      root.append(t);
+    }
+  }
+  const cursor = svg("line", { y1: pad.t, y2: H - pad.b, stroke: "#1d2330", "stroke-opacity": 0, class: "cursor" });
+  root.append(cursor);
+  const tip = el("div", { class: "tip", hidden: true });
+  root.addEventListener("mousemove", (ev) => {
+    if (!n) return;
+    const rect = root.getBoundingClientRect();
+    const px = ((ev.clientX - rect.left) * W) / rect.width;
+    const i = Math.min(n - 1, Math.max(0, Math.round(((px - pad.l) * (n - 1)) / (W - pad.l - pad.r))));
+    const r = series[i];
+    cursor.setAttribute("x1", x(i));
+    cursor.setAttribute("x2", x(i));
+    cursor.setAttribute("stroke-opacity", 0.3);
+    tip.hidden = false;
+    tip.textContent = `${bucketLabel(r.bucket, overview.bucket)} · ${fmt(r.pageviews)} pageviews · ${fmt(r.visitors)} visitors`;
+    tip.dataset.bucket = r.bucket;
+    tip.style.left = `${Math.min((x(i) * rect.width) / W + 8, rect.width - 260)}px`;
+  });
+  root.addEventListener("mouseleave", () => { tip.hidden = true; cursor.setAttribute("stroke-opacity", 0); });
+  box.append(root, tip);
+}
+
+function renderTable(id, rows, keyCol, labelOf = (r) => r[keyCol]) {
+  const body = $(`#${id} tbody`);
+  body.replaceChildren();
+  if (!rows.length) {
+    body.append(el("tr", {}, el("td", { class: "empty", colSpan: 3 }, "nothing in this range")));
+    return;
+  }
+  const max = Math.max(...rows.map((r) => r.pageviews), 1);
+  for (const r of rows) {
+    const bar = el("span", { class: "bar" });
+    bar.style.width = `${(100 * r.pageviews) / max}%`;
+    body.append(el("tr", { "data-key": r[keyCol] },
+      el("td", { title: labelOf(r) }, bar, el("span", { class: "txt" }, labelOf(r))),
+      el("td", { class: "num", "data-col": "visitors" }, fmt(r.visitors)),
+      el("td", { class: "num", "data-col": "pageviews" }, fmt(r.pageviews))));
+  }
+}
+
+function renderDevices(rep) {
+  const box = $("#devices");
+  box.replaceChildren();
+  for (const [dim, title] of [["device", "Device"], ["browser", "Browser"], ["os", "Operating system"]]) {
+    const rows = rep.rows.filter((r) => r.dimension === dim);
+    const table = el("table", { "data-dimension": dim });
+    const body = el("tbody");
+    for (const r of rows) {
+      const bar = el("span", { class: "bar" });
+      bar.style.width = `${100 * r.share}%`;
+      body.append(el("tr", { "data-key": r.value },
+        el("td", {}, bar, el("span", { class: "txt" }, r.value)),
+        el("td", { class: "num", "data-col": "visitors" }, fmt(r.visitors)),
+        el("td", { class: "num", "data-col": "share" }, `${(100 * r.share).toFixed(1)}%`)));
+    }
+    if (!rows.length) body.append(el("tr", {}, el("td", { class: "empty" }, "nothing in this range")));
+    table.append(body);
+    box.append(el("div", { class: "dim" }, el("h3", {}, title), table));
+  }
+}
+
+export function formatVital(metric, v) {
+  if (v == null) return "–";
+  if (metric === "CLS") return v.toFixed(2);
+  return v >= 10000 ? `${(v / 1000).toFixed(1)} s` : `${fmt(Math.round(v))} ms`;
+}
+
+function renderVitals(rep) {
+  const box = $("#vitals");
+  box.replaceChildren();
+  if (!rep.rows.length) box.append(el("p", { class: "empty" }, "no Web Vitals in this range"));
+  for (const r of rep.rows) {
+    const shares = el("div", { class: "shares", title: "good / needs improvement / poor" });
+    for (const [cls, v] of [["good", r.good], ["ni", r.needs_improvement], ["poor", r.poor]]) {
+      const s = el("span", { class: cls, "data-share": v ?? "" });
+      s.style.width = `${100 * (v || 0)}%`;
+      shares.append(s);
+    }
+    const pct = (v) => (v == null ? "–" : `${Math.round(100 * v)}%`);
+    box.append(el("div", { class: `vital ${r.rating}`, "data-metric": r.metric, "data-rating": r.rating, "data-p75": r.p75 },
+      el("div", { class: "name" }, r.metric),
+      el("div", { class: "p75" }, formatVital(r.metric, r.p75)),
+      shares,
+      el("div", { class: "n" }, `${fmt(r.samples)} samples · ${pct(r.good)} good · ${pct(r.poor)} poor`)));
+  }
+}
+
+function renderErrors(rep) {
+  const body = $("#errors tbody");
+  body.replaceChildren();
+  if (!rep.rows.length) body.append(el("tr", {}, el("td", { class: "empty", colSpan: 4 }, "no errors in this range")));
+  for (const r of rep.rows) {
+    const details = el("details", {}, el("summary", {}, r.message || "(no message)"),
+      el("pre", {}, [r.path && `page: ${r.path}`, r.source && `source: ${r.source}`, r.stack].filter(Boolean).join("\n")));
+    body.append(el("tr", { "data-key": r.fingerprint },
+      el("td", {}, details),
+      el("td", { class: "num", "data-col": "events" }, fmt(r.events)),
+      el("td", { class: "num", "data-col": "sessions" }, fmt(r.sessions)),
+      el("td", { class: "num", "data-col": "last_seen", title: r.last_seen }, r.last_seen.slice(5, 16).replace("T", " "))));
+  }
+}
+
+function renderLive(rep) {
+  const list = $("#live");
+  list.replaceChildren();
+  if (!rep.rows.length) list.append(el("li", { class: "empty" }, "no events in the last hour"));
+  for (const r of rep.rows) {
+    list.append(el("li", { "data-type": r.type, title: `${r.ts} ${r.path}` },
+      el("span", { class: "t" }, r.ts.slice(11, 19)),
+      el("span", { class: `type ${r.type}` }, r.type),
+      r.type === "pageview" ? r.path : r.detail || r.path));
+  }
+}
+
+function params(extra = {}) {
+  return { project: state.project, since: state.since, ...extra };
+}
+
+async function refresh() {
+  clearTimeout(state.timer);
+  try {
+    const [overview, pages, referrers, devices, vitals, errors] = await Promise.all([
+      api("/v1/stats/overview", params()), api("/v1/stats/pages", params({ limit: 10 })),
+      api("/v1/stats/referrers", params({ limit: 10 })), api("/v1/stats/devices", params({ limit: 5 })),
+      api("/v1/stats/vitals", params()), api("/v1/stats/errors", params({ limit: 10 })),
+    ]);
+    for (const node of document.querySelectorAll("[data-kpi]")) {
+      node.textContent = fmt(overview.summary[node.dataset.kpi]);
+    }
+    renderChart(overview);
+    renderTable("pages", pages.rows, "path");
+    renderTable("referrers", referrers.rows, "referrer");
+    renderDevices(devices);
+    renderVitals(vitals);
+    renderErrors(errors);
+    $("#updated").textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    showProblem("");
+    document.body.dataset.ready = "1";
+  } catch (e) {
+    if (e instanceof Unauthorized) return showLogin(e.message);
+    showProblem(`Could not load the reports: ${e.message}`);
+  }
+  state.timer = setTimeout(refresh, REFRESH_MS);
+}
+
+async function refreshLive() {
+  clearTimeout(state.liveTimer);
+  const seq = ++state.liveSeq;
+  try {
+    const rep = await api("/v1/stats/recent", { project: state.project, since: "1h", limit: 20 });
+    if (seq === state.liveSeq) {
+      renderLive(rep);
+      document.body.dataset.liveReady = "1";
+    }
+  } catch (e) {
+    if (e instanceof Unauthorized) return showLogin(e.message);
+  }
+  state.liveTimer = setTimeout(refreshLive, LIVE_MS);
+}
+
+function syncUrl() {
+  const q = new URLSearchParams({ project: state.project, since: state.since });
+  history.replaceState(null, "", `${location.pathname}?${q}`);
+  for (const b of document.querySelectorAll("#ranges button")) b.setAttribute("aria-pressed", String(b.dataset.since === state.since));
+}
+
+async function start() {
+  let index;
+  try {
+    index = await api("/v1/stats");
+  } catch (e) {
+    if (e instanceof Unauthorized) return showLogin(sessionStorage.getItem(TOKEN_KEY) ? e.message : "");
+    return showProblem(`Could not reach obsd: ${e.message}`);
+  }
+  $("#login").hidden = true;
+  $("#main").hidden = false;
+  const q = new URLSearchParams(location.search);
+  const select = $("#project");
+  select.replaceChildren(...index.projects.map((p) => el("option", { value: p }, p)));
+  state.project = index.projects.includes(q.get("project")) ? q.get("project") : index.projects[0];
+  state.since = ["24h", "7d", "30d"].includes(q.get("since")) ? q.get("since") : "24h";
+  select.value = state.project;
+  syncUrl();
+  if (!state.project) return showProblem("No project is configured: add a [[projects]] section to obsd.toml.");
+  await Promise.all([refresh(), refreshLive()]);
+}
+
+function wire() {
+  takeTokenFromFragment();
+  $("#login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    $("#token").value = "";
+    start();
+  });
+  $("#project").addEventListener("change", (ev) => {
+    state.project = ev.target.value;
+    syncUrl();
+    refresh();
+    refreshLive();
+  });
+  for (const b of document.querySelectorAll("#ranges button")) {
+    b.addEventListener("click", () => { state.since = b.dataset.since; syncUrl(); refresh(); });
+  }
+  start();
+}
+
+wire();
