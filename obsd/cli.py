@@ -77,7 +77,7 @@ def serve(
             overrides["clickhouse"] = {"dsn": dsn}
         settings = _settings(config, overrides)
         logs.configure(settings.log_level, settings.log_format)
-        server.run(settings, migrate=migrate)
+        server.run(settings, migrate=migrate, reload=lambda: _settings(config, overrides))
     except ObsdError as exc:
         raise _fail(exc) from exc
 
@@ -325,6 +325,222 @@ for _name, _summary in (
     ("recent", "The latest events in the range, newest first."),
 ):
     _report_command(_name, _summary)
+
+
+# Operations: tail, status, seed, systemd-unit (docs/operations.md, docs/deployment.md).
+
+_TYPE_STYLE = {"pageview": "bold blue", "click": "cyan", "scroll": "dim", "error": "bold red",
+               "web_vital": "yellow", "custom": "magenta"}
+_RATING_STYLE = {"good": "green", "needs-improvement": "yellow", "poor": "red"}
+
+
+def tail_line(row: dict[str, Any]) -> Any:
+    """One compact, colour-coded line for a live event."""
+    import datetime as dt
+
+    from rich.text import Text
+
+    typ = str(row.get("type", "?"))
+    ts = dt.datetime.fromtimestamp(float(row.get("ts", 0)), dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+    line = Text.assemble((ts, "dim"), " ", (f"{row.get('project_id', '')}", "dim"), " ",
+                         (f"{typ:<9}", _TYPE_STYLE.get(typ, "")), " ", (str(row.get("path") or "/"), "bold"), " ")
+    if typ == "pageview":
+        ref = row.get("referrer_host") or "direct"
+        utm = row.get("utm_campaign")
+        line.append(f"from {ref}{' (' + utm + ')' if utm else ''} · {row.get('browser', '?')}/{row.get('os', '?')}"
+                    f" {row.get('device_type', '')} {row.get('country', '')}".rstrip())
+    elif typ == "web_vital":
+        name, value = row.get("name", ""), float(row.get("value", 0))
+        shown = f"{value:.3f}" if name == "CLS" else f"{value:.0f} ms"
+        rating = str(row.get("rating", ""))
+        line.append(f"{name} {shown} ")
+        line.append(rating, _RATING_STYLE.get(rating, ""))
+    elif typ == "error":
+        line.append(str(row.get("error_message", ""))[:160], "red")
+    elif typ == "click":
+        line.append(str(row.get("selector", "")))
+    elif typ == "scroll":
+        line.append(f"{float(row.get('value', 0)):.0f}%")
+    elif typ == "custom":
+        line.append(f"{row.get('name', '')} {row.get('props', '')}")
+    return line
+
+
+@app.command()
+def tail(
+    where: Annotated[str | None, typer.Argument(help="Filter expression on fields and props, e.g. "
+                                                "'props.amount > 50' or 'type == error and path ~ /checkout'.")]
+    = None,
+    config: ConfigOpt = None,
+    project: Annotated[list[str] | None, typer.Option("--project", "-p", help="Only these projects.")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only these event types.")] = None,
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Only these event names.")] = None,
+    path: Annotated[str, typer.Option("--path", help="Only paths matching this glob, e.g. '/checkout*'.")] = "",
+    sample: Annotated[float, typer.Option("--sample", help="Show this share of events (0 < RATE ≤ 1).")] = 1.0,
+    limit: Annotated[int, typer.Option("--limit", help="Exit after N events (0: run until Ctrl-C).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="NDJSON rows on stdout, e.g. to pipe into jq.")] = False,
+) -> None:
+    """Show events as they arrive at the running daemon; reconnects when it restarts."""
+    from obsd.client import DaemonClient
+    from obsd.tail import TailEvent, follow
+    from obsd.tailfilter import TailFilter
+
+    try:
+        settings = _settings(config)
+        flt = TailFilter(frozenset(project or ()), frozenset(type_ or ()), frozenset(name or ()), path,
+                         where or "", sample)
+        daemon = DaemonClient(settings)
+        shown = 0
+        for item in follow(daemon.base, daemon.token, flt):
+            if isinstance(item, TailEvent):
+                if as_json:
+                    sys.stdout.write(item.line.decode() + "\n")
+                    sys.stdout.flush()
+                else:
+                    out.print(tail_line(item.row), highlight=False, soft_wrap=True)
+                shown += 1
+                if limit and shown >= limit:
+                    break
+            elif item.kind == "missed":
+                err.print(f"[yellow]… {item.detail.get('missed', 0):,} events missed: this viewer fell behind "
+                          f"(total {item.detail.get('total', 0):,}); narrow the filter or use --sample[/]")
+            elif item.kind == "connected":
+                err.print(f"[dim]tailing {daemon.base} (Ctrl-C to stop)[/]")
+            elif item.kind == "disconnected":
+                err.print(f"[yellow]lost the daemon at {daemon.base}; reconnecting…[/]")
+            elif item.kind == "waiting":
+                err.print(f"[yellow]no daemon answers at {daemon.base}; waiting for it…[/]")
+    except KeyboardInterrupt:
+        return
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit (1 when not ready).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --once: the raw status document.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """A live view of the running daemon: rates, buffer and spool fill, rejects, store health."""
+    import time
+
+    from rich.live import Live
+
+    from obsd.client import DaemonClient
+    from obsd.errors import DaemonError
+    from obsd.status_view import StatusView, unreachable
+
+    try:
+        daemon = DaemonClient(_settings(config), timeout=5.0)
+        view = StatusView()
+        if once:
+            doc = daemon.status()
+            if as_json:
+                sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            else:
+                view.update(doc)
+                out.print(view.render())
+            raise typer.Exit(0 if doc.get("ready") else 1)
+        with Live(view.render(), console=out, auto_refresh=False, screen=False) as live:
+            while True:
+                try:
+                    view.update(daemon.status())
+                    live.update(view.render(), refresh=True)
+                except DaemonError as exc:
+                    live.update(unreachable(daemon.base, str(exc)), refresh=True)
+                time.sleep(max(0.2, interval))
+    except KeyboardInterrupt:
+        return
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def seed(
+    config: ConfigOpt = None,
+    events: Annotated[int, typer.Option("--events", "-n", help="How many events to make.")] = 100_000,
+    days: Annotated[float, typer.Option("--days", help="Spread them over this many days, ending now.")] = 30.0,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project id (default: the first "
+                                                "configured project, else demo).")] = None,
+    seed_: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same events.")] = 1,
+    via: Annotated[str, typer.Option("--via", help="auto (the daemon when one runs, else the store), "
+                                     "daemon or store.")] = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="Generator processes (default: one per CPU, "
+                                                "one fewer when the daemon shares the machine).")] = None,
+) -> None:
+    """Fill obsd with realistic sample traffic: sessions, referrers, devices, Web Vitals, errors, purchases."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from obsd.client import DaemonClient
+    from obsd.seed import SeedPlan, end_of_window, seed_store, seed_via_daemon
+    from obsd.server import check_migrations
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.finished_speed or task.speed or 0:,.0f} events/s", style="cyan")
+
+    if via not in ("auto", "daemon", "store"):
+        err.print("[bold red]error:[/] --via must be auto, daemon or store")
+        raise typer.Exit(2)
+    if events < 1 or days <= 0:
+        err.print("[bold red]error:[/] --events must be ≥ 1 and --days > 0")
+        raise typer.Exit(2)
+    try:
+        settings = _settings(config)
+        pid = project or (settings.projects[0].id if settings.projects else "demo")
+        plan = SeedPlan(events, days, seed_, end_of_window(), pid)
+        daemon = DaemonClient(settings)
+        use_daemon = via == "daemon" or (via == "auto" and daemon.alive())
+        columns = (TextColumn("[bold]seeding"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task("seed", total=events)
+            advance = lambda n: progress.advance(task, n)  # noqa: E731
+            if use_daemon:
+                report = seed_via_daemon(daemon.base, daemon.token, plan, progress=advance, workers=workers)
+            else:
+                check_migrations(settings, migrate=False)
+                report = seed_store(settings, plan, progress=advance, workers=workers)
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    where = f"through the daemon at {daemon.base}" if report.mode == "daemon" else f"into {settings.dsn}"
+    out.print(f"seeded {report.events:,} events ({report.sessions:,} sessions) for project {pid!r} {where} "
+              f"in {report.seconds:.1f} s ({report.events / max(report.seconds, 1e-9):,.0f} events/s)"
+              + (f"; {report.rejected:,} rejected" if report.rejected else ""), highlight=False)
+
+
+@app.command("systemd-unit")
+def systemd_unit(
+    exec_start: Annotated[str | None, typer.Option("--exec", help="Path of the obsd executable "
+                                                   "(default: this one).")] = None,
+    config_path: Annotated[str, typer.Option("--config-path", help="Config file the unit passes to "
+                                             "obsd serve.")] = "/etc/obsd/obsd.toml",
+    data_dir: Annotated[str, typer.Option("--data-dir", help="The only directory obsd may write.")]
+    = "/var/lib/obsd",
+    user: Annotated[str, typer.Option("--user", help="The dedicated system user (and group).")] = "obsd",
+    watchdog: Annotated[int, typer.Option("--watchdog", help="WatchdogSec in seconds.")] = 30,
+) -> None:
+    """Print a hardened systemd unit for `obsd serve` (Type=notify, watchdog, reload on SIGHUP)."""
+    import shutil
+
+    from obsd.systemd import unit_file
+
+    exe = exec_start or shutil.which("obsd") or str(Path(sys.argv[0]).resolve())
+    sys.stdout.write(unit_file(exec_start=exe, config=config_path, data_dir=data_dir, user=user,
+                               watchdog_s=watchdog))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -16,15 +17,18 @@ from obsd import __version__
 from obsd.admin import Admin, admin_token, is_loopback
 from obsd.dashboard import Dashboard
 from obsd.enrich import RowEncoder
-from obsd.errors import ConfigError, PendingMigrationsError
+from obsd.errors import ConfigError, ObsdError, PendingMigrationsError
 from obsd.httperrors import error_middleware, json_response
+from obsd.importer import Importer
 from obsd.ingest import Ingest
 from obsd.metrics import CONTENT_TYPE, Metrics
 from obsd.migrations import Migrator
 from obsd.pipeline import Pipeline
-from obsd.settings import Settings
+from obsd.settings import Settings, load_settings
 from obsd.stats_api import StatsApi
 from obsd.store import Store, redact
+from obsd.systemd import Notifier, loop_lag_probe, watchdog
+from obsd.tail import TailEndpoint, TailHub
 
 log = structlog.get_logger("obsd.server")
 
@@ -50,7 +54,8 @@ class Server:
     """One obsd process: HTTP ingestion, the pipeline and the admin API."""
 
     def __init__(self, settings: Settings, *, migrate: bool = False,
-                 on_ready: Callable[[], None] | None = None) -> None:
+                 on_ready: Callable[[], None] | None = None,
+                 reload: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         self.migrate = migrate
         self.metrics = Metrics()
@@ -62,6 +67,12 @@ class Server:
         self.admin: Admin | None = None
         self.ingest: Ingest | None = None
         self.port = 0
+        self.tail = TailHub(self.metrics)
+        self.importer: Importer | None = None
+        self.notifier = Notifier()
+        # How SIGHUP re-reads the configuration: the CLI passes one that keeps its flag overrides.
+        self._load = reload or (lambda: load_settings(settings.source if settings.source != "(defaults)" else None))
+        self._background: set[asyncio.Task[None]] = set()
 
     def build_app(self) -> web.Application:
         """The aiohttp application with every route."""
@@ -71,6 +82,8 @@ class Server:
         self.admin = Admin(s, token)
         salt_dir = Path(s.data_dir) / "salts"
         self.ingest = Ingest(s, self.pipeline, self.metrics, RowEncoder(s, salt_dir))
+        self.ingest.tail = self.tail
+        self.importer = Importer(s, self.pipeline, self.metrics, self.tail, self.admin.check, salt_dir)
         app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
         app.router.add_post("/v1/events", self.ingest.post)
         app.router.add_route("OPTIONS", "/v1/events", self.ingest.preflight)
@@ -79,6 +92,8 @@ class Server:
         app.router.add_get("/metrics", self.metrics_endpoint)
         app.router.add_post("/v1/admin/query", self.admin.query)
         app.router.add_get("/v1/admin/status", self.status)
+        app.router.add_get("/v1/admin/tail", TailEndpoint(self.tail, self.admin.check).handle)
+        app.router.add_post("/v1/admin/import", self.importer.post)
         StatsApi(s, self.admin).routes(app)
         Dashboard().routes(app)
         try:
@@ -118,6 +133,10 @@ class Server:
         return json_response({
             "version": __version__, "ready": ok, "checks": checks, "uptime_s": round(time.time() - self.started_at, 1),
             "durability": self.settings.spool.durability, "metrics": self.metrics.snapshot(),
+            "limits": {"ring_max_events": self.settings.pipeline.ring_max_events,
+                       "ring_max_bytes": self.settings.pipeline.ring_max_bytes,
+                       "max_spool_bytes": self.settings.spool.max_spool_bytes},
+            "projects": [p.id for p in self.settings.projects], "tail": self.tail.stats(),
         })
 
     def _ssl(self) -> ssl.SSLContext | None:
@@ -157,6 +176,45 @@ class Server:
                  version=__version__)
         if self._on_ready:
             self._on_ready()
+        self.notifier.ready(f"accepting events on {host}:{self.port}")
+        lag = self.metrics.loop_lag_seconds.observe
+        if self.notifier.watchdog_s:
+            self._spawn(watchdog(self.notifier, self.notifier.watchdog_s, lambda: not self._stop.is_set(), lag))
+        else:
+            self._spawn(loop_lag_probe(1.0, lag))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def request_reload(self) -> None:
+        """Re-read the configuration (SIGHUP); applied on the event loop between requests."""
+        self._spawn(self.reload())
+
+    async def reload(self) -> bool:
+        """Apply new projects, write keys, origins and limits without dropping an event."""
+        self.notifier.reloading()
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, self._load)
+        except ObsdError as exc:
+            self.metrics.reloads.labels(result="error").inc()
+            log.error("config.reload_failed", error=str(exc), kept=self.settings.source)
+            self.notifier.ready(f"reload failed, kept the previous configuration: {exc}"[:200])
+            return False
+        # Applied synchronously on the loop: each request sees either the old or the new keys.
+        needs_restart = [k for k in ("data_dir", "server.listen", "clickhouse", "spool", "pipeline")
+                         if _section(self.settings, k) != _section(new, k)]
+        if self.ingest is not None:
+            self.ingest.apply(new)
+        if self.importer is not None:
+            self.importer.apply(new)
+        self.settings = new
+        self.metrics.reloads.labels(result="ok").inc()
+        log.info("config.reloaded", source=new.source, projects=[p.id for p in new.projects],
+                 needs_restart=needs_restart)
+        self.notifier.ready(f"accepting events on {self.settings.server.listen} (reloaded)")
+        return True
 
     def request_stop(self) -> None:
         """Ask the server to shut down (signal-safe)."""
@@ -165,6 +223,10 @@ class Server:
     async def shutdown(self) -> None:
         """Stop accepting, drain the pipeline to the store or the spool, release everything."""
         log.info("obsd.stopping")
+        self.notifier.stopping()
+        for task in list(self._background):
+            task.cancel()
+        self.tail.close()
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()
@@ -173,6 +235,9 @@ class Server:
             await self._runner.cleanup()
         if self.admin is not None:
             self.admin.close()
+        if self.importer is not None:
+            self.importer.close()
+        self.notifier.close()
         log.info("obsd.stopped", inserted=int(self.metrics.value("obsd_events_inserted_total")))
 
     async def serve(self) -> None:
@@ -180,6 +245,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         await self.startup()
         try:
             await self._stop.wait()
@@ -187,11 +253,18 @@ class Server:
             await self.shutdown()
 
 
-def run(settings: Settings, *, migrate: bool = False) -> None:
+def _section(settings: Settings, dotted: str) -> object:
+    obj: object = settings
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def run(settings: Settings, *, migrate: bool = False, reload: Callable[[], Settings] | None = None) -> None:
     """Run the daemon in this process until it is told to stop."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(Server(settings, migrate=migrate).serve())
+        asyncio.run(Server(settings, migrate=migrate, reload=reload).serve())
     else:
-        uvloop.run(Server(settings, migrate=migrate).serve())
+        uvloop.run(Server(settings, migrate=migrate, reload=reload).serve())

@@ -74,6 +74,7 @@ def _tokens(src: str) -> list[_Tok]:
     while pos < len(src):
         m = _TOKEN.match(src, pos)
         if not m or m.end() == pos:
+            pos += len(src[pos:]) - len(src[pos:].lstrip())
             raise FilterError(f"cannot read the filter at column {pos + 1}: {src[pos:pos + 20]!r}; "
                               "write e.g. props.amount > 50 and type == \"custom\"")
         kind = m.lastgroup or ""

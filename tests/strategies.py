@@ -50,3 +50,9 @@ def invalid_event(now_ms: int) -> st.SearchStrategy[dict[str, Any]]:
 
 
 chunk_sizes = st.lists(st.tuples(st.integers(1, 50), st.integers(1, 4096)), max_size=200)
+
+
+def tail_comparisons() -> st.SearchStrategy[tuple[float, str, float]]:
+    """(prop value, operator, threshold) for numeric `obsd tail` filter expressions."""
+    numbers = st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False) | st.integers(-10**6, 10**6).map(float)
+    return st.tuples(numbers, st.sampled_from([">", ">=", "<", "<=", "==", "!="]), numbers)
