@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, cast
 
 import msgspec
 
@@ -101,10 +101,10 @@ class Rejected:
     raw: bytes = b""
 
 
-_envelope = msgspec.json.Decoder(Envelope)
-_loose = msgspec.json.Decoder(_LooseEnvelope)
-_event = msgspec.json.Decoder(Event)
 _encode = msgspec.json.encode
+# String fields of an event bounded by limits.max_string_length; checked by msgspec, in C, while decoding.
+EVENT_STRINGS = ("url", "referrer", "title", "name", "rating", "selector", "tag", "href", "message", "source")
+CONTEXT_STRINGS = ("url", "referrer", "title", "language", "timezone")
 
 
 def _where(exc: msgspec.ValidationError) -> str:
@@ -125,30 +125,60 @@ class Decoded:
         return i if self.indexes is None else self.indexes[i]
 
 
-def decode(body: bytes) -> Decoded:
-    """Decode a body: one msgspec call when all is well, per-event decoding to locate bad events."""
-    try:
-        return Decoded(_envelope.decode(body), None, [])
-    except msgspec.ValidationError:
-        pass
-    except msgspec.DecodeError as exc:
-        raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
-    try:
-        loose = _loose.decode(body)
-    except msgspec.ValidationError as exc:
-        raise WireError("invalid_envelope", f"the envelope does not match the wire format: {_where(exc)}") from exc
-    events: list[Event] = []
-    rejected: list[Rejected] = []
-    indexes: list[int] = []
-    for i, raw in enumerate(loose.events):
+class WireDecoder:
+    """Decodes bodies into Envelopes, with string limits enforced by msgspec while it parses."""
+
+    def __init__(self, limits: LimitsSettings) -> None:
+        bounded = Annotated[str, msgspec.Meta(max_length=limits.max_string_length)]
+        stack = Annotated[str, msgspec.Meta(max_length=max(limits.max_stack_length * 4, 65_536))]
+        ident = Annotated[str, msgspec.Meta(max_length=64)]
+        event = msgspec.defstruct(
+            "Event", [("id", ident), ("type", ident), *((f, bounded | None, None) for f in EVENT_STRINGS),
+                      ("stack", stack | None, None)], bases=(Event,), frozen=True)
+        context = msgspec.defstruct("Context", [(f, bounded, "") for f in CONTEXT_STRINGS], bases=(Context,),
+                                    frozen=True)
+        envelope = msgspec.defstruct("Envelope", [("events", list[event]),  # type: ignore[valid-type]
+                                                  ("context", context, Context())],
+                                     bases=(Envelope,), frozen=True)
+        loose = msgspec.defstruct("Envelope", [("context", context, Context())], bases=(_LooseEnvelope,),
+                                  frozen=True)
+        # The built types subclass Envelope/_LooseEnvelope/Event, so they are read as those.
+        self._envelope = msgspec.json.Decoder(cast(type[Envelope], envelope))
+        self._loose = msgspec.json.Decoder(cast(type[_LooseEnvelope], loose))
+        self._event = msgspec.json.Decoder(cast(type[Event], event))
+
+    def decode(self, body: bytes) -> Decoded:
+        """One msgspec call when all is well; per-event decoding only to locate bad events."""
         try:
-            events.append(_event.decode(raw))
-            indexes.append(i)
+            return Decoded(self._envelope.decode(body), None, [])
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as exc:
+            raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+        try:
+            loose = self._loose.decode(body)
         except msgspec.ValidationError as exc:
-            rejected.append(Rejected(i, "invalid_field", f"event {i}: {_where(exc)}", bytes(raw)))
-    env = Envelope(events=events, sdk=loose.sdk, sent_at=loose.sent_at, session_id=loose.session_id,
-                   context=loose.context, environment=loose.environment, dropped=loose.dropped)
-    return Decoded(env, indexes, rejected)
+            raise WireError("invalid_envelope", f"the envelope does not match the wire format: {_where(exc)}") from exc
+        events: list[Event] = []
+        rejected: list[Rejected] = []
+        indexes: list[int] = []
+        for i, raw in enumerate(loose.events):
+            try:
+                events.append(self._event.decode(raw))
+                indexes.append(i)
+            except msgspec.ValidationError as exc:
+                rejected.append(Rejected(i, "invalid_field", f"event {i}: {_where(exc)}", bytes(raw)))
+        env = Envelope(events=events, sdk=loose.sdk, sent_at=loose.sent_at, session_id=loose.session_id,
+                       context=loose.context, environment=loose.environment, dropped=loose.dropped)
+        return Decoded(env, indexes, rejected)
+
+
+_default = WireDecoder(LimitsSettings())
+
+
+def decode(body: bytes) -> Decoded:
+    """Decode with the default limits (the server uses a WireDecoder built from its settings)."""
+    return _default.decode(body)
 
 
 class Validator:
@@ -162,11 +192,6 @@ class Validator:
         if env.session_id and not _SESSION.fullmatch(env.session_id):
             raise WireError("invalid_session_id",
                             "session_id must be 1-64 characters of letters, digits, '-' or '_'")
-        ctx = env.context
-        for field_name in ("url", "referrer", "title", "language", "timezone"):
-            if len(getattr(ctx, field_name)) > self.limits.max_string_length:
-                raise WireError("field_too_long", f"context.{field_name} is longer than "
-                                f"{self.limits.max_string_length} characters")
 
     def check(self, e: Event, now: float) -> tuple[str, str] | None:
         """None when the event is good, else (reason code, human reason)."""
@@ -182,10 +207,6 @@ class Validator:
             return "ts_too_old", f"ts is more than {lim.max_event_age_s} s in the past (limits.max_event_age_s)"
         if age < -lim.max_future_s:
             return "ts_in_future", f"ts is more than {lim.max_future_s} s in the future; check the client clock"
-        for name in ("url", "referrer", "title", "name", "selector", "tag", "href", "message", "source"):
-            v = getattr(e, name)
-            if v is not None and len(v) > lim.max_string_length:
-                return "field_too_long", f"{name} is longer than {lim.max_string_length} characters"
         t = e.type
         if t == "web_vital":
             if e.name not in VITALS:
