@@ -360,7 +360,7 @@ export class Observability {
       dropped: dropped || undefined,
       context: {
         url: location.href,
-        referrer: document.referrer || null,
+        referrer: document.referrer,
         title: document.title,
         language: navigator.language,
         timezone: this._zone || undefined,

@@ -110,8 +110,9 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  for (const obs of live.splice(0)) obs.shutdown();
-  await settle(5);
+  // Finish every instance before the next test, or a late stash would leak into it.
+  await Promise.all(live.splice(0).map((obs) => obs.shutdown()));
+  sessionStorage.clear();
   Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
   vi.unstubAllGlobals();
   vi.useRealTimers();

@@ -60,6 +60,8 @@ describe('batching and flush triggers', () => {
     expect(body.environment).toBe('staging');
     expect(body).not.toHaveProperty('dropped');
     expect(body.context).toMatchObject({ url: location.href, title: 'Test page', language: navigator.language });
+    // The server's context fields are strings and pairs of numbers: absent, never null.
+    for (const v of Object.values(body.context)) expect(v).not.toBeNull();
     expect(body.context.screen).toHaveLength(2);
     expect(body.context.viewport).toEqual([innerWidth, innerHeight]);
     const [ev] = body.events;
