@@ -490,7 +490,8 @@ def seed(
 
     class RateColumn(ProgressColumn):
         def render(self, task: Task) -> Text:
-            return Text(f"{task.finished_speed or task.speed or 0:,.0f} events/s", style="cyan")
+            rate = task.speed or (task.completed / task.elapsed if task.elapsed else 0.0)
+            return Text(f"{rate:,.0f} events/s", style="cyan")
 
     if via not in ("auto", "daemon", "store"):
         err.print("[bold red]error:[/] --via must be auto, daemon or store")
@@ -519,7 +520,7 @@ def seed(
     where = f"through the daemon at {daemon.base}" if report.mode == "daemon" else f"into {settings.dsn}"
     out.print(f"seeded {report.events:,} events ({report.sessions:,} sessions) for project {pid!r} {where} "
               f"in {report.seconds:.1f} s ({report.events / max(report.seconds, 1e-9):,.0f} events/s)"
-              + (f"; {report.rejected:,} rejected" if report.rejected else ""), highlight=False)
+              + (f"; {report.rejected:,} rejected" if report.rejected else ""), highlight=False, soft_wrap=True)
 
 
 @app.command("systemd-unit")

@@ -222,8 +222,11 @@ class Reports:
         """The qualified name to read a table from."""
         return f"{self.db}.{name}{self.suffix}"
 
-    def _q(self, sql: str, p: ReportParams) -> QueryResult:
-        return self.source.query(sql, parameters=p.sql_params(), settings=self.settings)
+    def _q(self, sql: str, p: ReportParams, columns: tuple[str, ...] = ()) -> QueryResult:
+        res = self.source.query(sql, parameters=p.sql_params(), settings=self.settings)
+        if not res.columns and columns:  # chDB names no columns for an empty result
+            return QueryResult(list(columns), ["String"] * len(columns), [])
+        return res
 
     def _where(self, extra: str = "") -> str:
         return ("project_id = {project:String} AND hour >= toDateTime({since:UInt32}, 'UTC') "
@@ -249,7 +252,8 @@ class Reports:
         t = self.table("events_hourly") + " AS r"
         total = self._q(f"SELECT {cols} FROM {t} WHERE {self._where()}", p)
         series = self._q(f"SELECT {self._bucket(p)} AS bucket, {cols} FROM {t} WHERE {self._where()} "
-                         "GROUP BY bucket ORDER BY bucket", p)
+                         "GROUP BY bucket ORDER BY bucket", p,
+                         ("bucket", "pageviews", "visitors", "sessions", "events", "errors"))
         summary = dict(zip(total.columns, total.rows[0], strict=True)) if total.rows else {}
         summary = {k: int(v or 0) for k, v in summary.items()}
         summary["views_per_session"] = round(summary["pageviews"] / summary["sessions"], 2) if summary.get(
@@ -266,7 +270,8 @@ class Reports:
         res = self._q(
             f"SELECT path, sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
             f"uniqMerge(sessions) AS sessions, round(pageviews / {max(pv, 1)}, 4) AS share FROM {t} "
-            f"WHERE {where} GROUP BY path ORDER BY pageviews DESC, path LIMIT {{limit:UInt32}}", p)
+            f"WHERE {where} GROUP BY path ORDER BY pageviews DESC, path LIMIT {{limit:UInt32}}", p,
+            ("path", "pageviews", "visitors", "sessions", "share"))
         return Report("pages", p, {"pageviews": pv, "visitors": visitors, "pages": pages}, res)
 
     def referrers(self, p: ReportParams) -> Report:
@@ -280,7 +285,8 @@ class Reports:
             f"SELECT if(referrer_host = '', '(direct)', toString(referrer_host)) AS referrer, "
             f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
             f"round(pageviews / {max(pv, 1)}, 4) AS share "
-            f"FROM {t} WHERE {where} GROUP BY referrer ORDER BY pageviews DESC, referrer LIMIT {{limit:UInt32}}", p)
+            f"FROM {t} WHERE {where} GROUP BY referrer ORDER BY pageviews DESC, referrer LIMIT {{limit:UInt32}}", p,
+            ("referrer", "pageviews", "visitors", "share"))
         return Report("referrers", p, {"pageviews": pv, "direct": direct, "visitors": visitors}, res)
 
     def devices(self, p: ReportParams) -> Report:
@@ -294,7 +300,7 @@ class Reports:
             "round(pageviews / sum(pageviews) OVER (PARTITION BY dimension), 4) AS share "
             f"FROM ({' UNION ALL '.join(parts)}) "
             "ORDER BY indexOf(['device', 'browser', 'os'], dimension), pageviews DESC, value "
-            "LIMIT {limit:UInt32} BY dimension", p)
+            "LIMIT {limit:UInt32} BY dimension", p, ("dimension", "value", "pageviews", "visitors", "share"))
         pv = sum(int(r[2]) for r in res.rows if r[0] == "device")
         return Report("devices", p, {"pageviews": pv}, res)
 
@@ -309,7 +315,7 @@ class Reports:
             f"sum(good) AS good, sum(poor) AS poor FROM {t} WHERE {where} GROUP BY {group} "
             f"ORDER BY {'indexOf(' + repr(list(METRIC_ORDER)) + ', metric)' if p.by == 'metric' else 'samples DESC'}, "
             f"metric LIMIT {{limit:UInt32}}", p)
-        keys = res.columns[: res.columns.index("metric")]
+        keys = {"metric": [], "path": ["path"], "device": ["device"]}[p.by]
         rows: list[list[Any]] = []
         for r in res.rows:
             d = dict(zip(res.columns, r, strict=True))
@@ -339,7 +345,8 @@ class Reports:
             "uniqMerge(sessions) AS sessions, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
             "argMaxMerge(path) AS path, argMaxMerge(source) AS source, argMaxMerge(stack) AS stack "
             f"FROM {t} WHERE {where} GROUP BY fingerprint "
-            "ORDER BY events DESC, last_seen DESC LIMIT {limit:UInt32}", p)
+            "ORDER BY events DESC, last_seen DESC LIMIT {limit:UInt32}", p,
+            ("fingerprint", "message", "events", "sessions", "first_seen", "last_seen", "path", "source", "stack"))
         return Report("errors", p, {"errors": n, "sessions": sessions, "groups": groups}, res)
 
     def events(self, p: ReportParams) -> Report:
@@ -349,7 +356,8 @@ class Reports:
         res = self._q(
             "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors, "
             f"uniqMerge(sessions) AS sessions FROM {t} WHERE {where} GROUP BY type, name "
-            "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p)
+            "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p,
+            ("type", "name", "events", "visitors", "sessions"))
         return Report("events", p, {"events": sum(int(r[2]) for r in res.rows)}, res)
 
     def recent(self, p: ReportParams) -> Report:
@@ -365,7 +373,8 @@ class Reports:
             "type = 'error', substring(error_message, 1, 160), type = 'click', substring(selector, 1, 160), "
             "type = 'scroll', concat(toString(value), '%'), type = 'custom', name, "
             "substring(title, 1, 160)) AS detail "
-            f"FROM {t} WHERE {where} ORDER BY ts DESC, event_id LIMIT {{limit:UInt32}}", p)
+            f"FROM {t} WHERE {where} ORDER BY ts DESC, event_id LIMIT {{limit:UInt32}}", p,
+            ("ts", "type", "name", "path", "device_type", "browser", "country", "detail"))
         return Report("recent", p, {"events": len(res.rows)}, res)
 
 

@@ -287,3 +287,16 @@ def test_other_projects_and_out_of_range_events_are_not_counted(store: Store, re
     assert reports.overview(p).summary["pageviews"] == pv
     assert reports.overview(parse_params({"project": "other", "since": "3d"}, now=NOW)).summary["pageviews"] == sum(
         1 for s in other for e in s.events if e["type"] == "pageview")
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_a_project_without_data_gives_named_columns_and_zeros(reports: Reports, name: str) -> None:
+    """An empty project answers every report with its columns, no rows (a zero-filled series) and zero totals."""
+    doc = reports.run(name, parse_params({"project": "empty", "since": "2d", "bucket": "day"}, now=NOW)).to_json()
+    assert doc["columns"] and all(isinstance(c, str) for c in doc["columns"])
+    assert all(v in (0, 0.0) for v in doc["summary"].values())
+    if name == "overview":
+        assert len(doc["rows"]) == 2 and all(r["pageviews"] == 0 for r in doc["rows"])
+    else:
+        assert doc["rows"] == []
+    json.dumps(doc)
