@@ -544,6 +544,49 @@ def systemd_unit(
                                watchdog_s=watchdog))
 
 
+@app.command()
+def purge(
+    project: Annotated[str, typer.Option("--project", help="The project whose rows are erased.")],
+    config: ConfigOpt = None,
+    before: Annotated[str | None, typer.Option("--before", help="Only rows older than this day (YYYY-MM-DD).")]
+    = None,
+    session: Annotated[str | None, typer.Option("--session", help="Only the rows of this session id.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a project's data on request (GDPR erasure) and report how many rows went, per table."""
+    from obsd.client import DaemonClient
+    from obsd.retention import PurgeRequest, parse_day
+    from obsd.retention import purge as purge_rows
+    from obsd.store import Store
+
+    try:
+        settings = _settings(config)
+        req = PurgeRequest(project, parse_day(before) if before else None, session)
+        req.validate()
+        what = f"project {project!r}" + (f", before {before}" if before else "") + (
+            f", session {session!r}" if session else "")
+        if not yes and not typer.confirm(f"Permanently delete the rows of {what}?"):
+            raise typer.Exit(1)
+        daemon = DaemonClient(settings)
+        if daemon.alive():
+            deleted = daemon.purge(project, before, session)
+        else:
+            store = Store(settings.dsn, settings.clickhouse.database)
+            try:
+                deleted = purge_rows(store, req)
+            finally:
+                store.close()
+    except ObsdError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"Purged: {what}")
+    table.add_column("table")
+    table.add_column("rows deleted", justify="right")
+    for name, n in deleted.items():
+        table.add_row(name, f"{n:,}")
+    table.add_row("[bold]total[/]", f"[bold]{sum(deleted.values()):,}[/]")
+    out.print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -31,7 +31,7 @@ def test_same_seed_same_events_other_seed_other_events() -> None:
 
 def test_worker_shards_make_the_same_events_as_one_process() -> None:
     """Sharding across worker processes does not change the output (so --workers is only about speed)."""
-    plan = SeedPlan(60_000, 3, 5, END)
+    plan = SeedPlan(30_000, 3, 5, END)
     one = b"".join(s.data for s in _shards(plan, _import_shard, 1))
     two = b"".join(s.data for s in _shards(plan, _import_shard, 2))
     assert one == two
@@ -75,12 +75,12 @@ def test_generated_traffic_has_the_promised_shape() -> None:
 def test_seed_straight_into_the_store(tmp_path: Path) -> None:
     """With no daemon, `obsd seed` writes into the embedded store: N rows, over D days, right project."""
     cfg = write_config(tmp_path / "obsd.toml", tmp_path / "data", free_port())
-    r = subprocess.run([sys.executable, "-m", "obsd.cli", "seed", "--config", str(cfg), "--events", "30000",
+    r = subprocess.run([sys.executable, "-m", "obsd.cli", "seed", "--config", str(cfg), "--events", "12000",
                         "--days", "30", "--project", "shop", "--seed", "3", "--via", "store"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "seeded 30,000 events" in r.stdout and "into chdb://" in r.stdout
-    assert "30000/30000" in r.stderr  # the progress bar finished
+    assert "seeded 12,000 events" in r.stdout and "into chdb://" in r.stdout
+    assert "12000/12000" in r.stderr  # the progress bar finished
     settings_dsn = f"chdb://{(tmp_path / 'data' / 'clickhouse').resolve()}"
     store = Store(settings_dsn, "obsd")
     try:
@@ -91,25 +91,25 @@ def test_seed_straight_into_the_store(tmp_path: Path) -> None:
     finally:
         store.close()
     count, projects, project, span, sessions, purchases, browsers, campaigns, stacks = res.rows[0]
-    assert (count, projects, project) == (30000, 1, "shop")
+    assert (count, projects, project) == (12000, 1, "shop")
     assert span >= 25
-    assert sessions > 500 and purchases > 0 and browsers >= 4 and campaigns > 0 and stacks > 0
+    assert sessions > 200 and purchases > 0 and browsers >= 4 and campaigns > 0 and stacks > 0
 
 
 def test_seed_through_the_daemon_loads_history_past_the_ingest_age_limit(fresh_daemon: Daemon) -> None:
     """With a daemon running, `obsd seed` goes through its admin import: 30 days of history arrive."""
     d = fresh_daemon
-    r = subprocess.run([sys.executable, "-m", "obsd.cli", "seed", "--config", str(d.config), "--events", "20000",
+    r = subprocess.run([sys.executable, "-m", "obsd.cli", "seed", "--config", str(d.config), "--events", "8000",
                         "--days", "30", "--seed", "9"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "through the daemon" in r.stdout
-    assert d.wait_for("SELECT count() FROM obsd.events", 20000, timeout=30) == 20000
+    assert d.wait_for("SELECT count() FROM obsd.events", 8000, timeout=30) == 8000
     oldest_days = d.scalar("SELECT dateDiff('day', min(ts), now()) FROM obsd.events")
     assert oldest_days > 7, "older than limits.max_event_age_s, which /v1/events would refuse"
     assert d.scalar("SELECT any(project_id) FROM obsd.events") == "demo"
     assert d.scalar("SELECT countIf(visitor_id = 0) FROM obsd.events") == 0  # enriched like live traffic
     status = http("GET", d.base + "/v1/admin/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
-    assert status["metrics"]["obsd_events_imported_total"] == 20000
+    assert status["metrics"]["obsd_events_imported_total"] == 8000
 
 
 def test_import_endpoint_guards(fresh_daemon: Daemon) -> None:
