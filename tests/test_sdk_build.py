@@ -139,3 +139,16 @@ def test_demo_key_is_escaped() -> None:
     assert status == 200
     assert "<script>alert(1)" not in body
     assert 'data-api-key="k&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in body
+
+
+def test_every_sdk_option_is_documented() -> None:
+    """Each field of the SDK's Options appears in docs/sdk.md with its data attribute."""
+    source = (SDK / "src" / "index.ts").read_text()
+    block = source[source.index("export interface Options {"):]
+    block = block[: block.index("\n}")]
+    options = re.findall(r"^\s+(\w+)\??:", block, re.M)
+    assert len(options) >= 15
+    docs = (ROOT / "docs" / "sdk.md").read_text()
+    for name in options:
+        attribute = "data-" + re.sub(r"[A-Z]", lambda m: "-" + m.group().lower(), name)
+        assert f"| `{name}` | `{attribute}` |" in docs, f"option {name} ({attribute}) is not in docs/sdk.md"

@@ -36,7 +36,7 @@ export function fromRejection(e: PromiseRejectionEvent): ErrorInfo {
   try {
     text = typeof r == 'string' ? r : JSON.stringify(r) ?? String(r);
   } catch {
-    text = Object.prototype.toString.call(r);
+    text = '[unserializable]';
   }
   props.reason_type = r === null ? 'null' : typeof r;
   return { message: 'Non-Error promise rejection: ' + clip(text, 1000), props };

@@ -93,7 +93,6 @@ export class Observability {
   _reportedDepth = 0;
   _errors = new Map<string, { e: WireEvent; n: number; k: number }>();
   _errorCount = 0;
-  _zone = '';
 
   constructor(options: Options) {
     try {
@@ -183,27 +182,18 @@ export class Observability {
     });
     if (o.debug) this._log = (...a) => console.info('[obsd]', ...a);
     if (!o.apiKey) throw new Error('apiKey is required');
-    for (const k of ['batchSize', 'flushInterval', 'sampleRate', 'maxQueueSize', 'maxRetries', 'sessionTimeout'] as const) {
-      const n = Number(o[k]);
-      if (!(n >= 0)) throw new Error(k + ' must be a number >= 0');
-      o[k] = n;
-    }
+    for (const k of ['batchSize', 'flushInterval', 'sampleRate', 'maxQueueSize', 'maxRetries', 'sessionTimeout'] as const)
+      if (!((o[k] = +o[k]) >= 0)) throw k + ' must be a number >= 0';
     o.batchSize ||= 1;
     const nav = navigator as Navigator & { globalPrivacyControl?: boolean };
     const optedOut =
       o.respectDoNotTrack && (nav.doNotTrack === '1' || (window as { doNotTrack?: string }).doNotTrack === '1' || nav.globalPrivacyControl === true);
     this._state = optedOut ? 'denied' : o.requireConsent ? 'pending' : 'granted';
-    this._log('consent state', this._state);
-    this._session = new Session(o.sessionTimeout);
+        this._session = new Session(o.sessionTimeout);
     if (this._state === 'granted') this._session._persistTo(true);
     const url = new URL(o.endpoint, location.href);
     url.searchParams.set('key', o.apiKey);
     this._tx = new Transport(url.href, o.maxRetries, this._log);
-    try {
-      this._zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    } catch {
-      // Old engines without Intl time zones: the context just lacks it.
-    }
     this._restore();
 
     // Listeners on window in the bubble phase run after web-vitals' capture listeners, so the
@@ -363,7 +353,7 @@ export class Observability {
         referrer: document.referrer,
         title: document.title,
         language: navigator.language,
-        timezone: this._zone || undefined,
+        timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
         screen: [screen.width, screen.height],
         viewport: [innerWidth, innerHeight],
       },
@@ -390,7 +380,7 @@ export class Observability {
         try {
           body = await gzip(text);
         } catch (e) {
-          this._log('gzip failed, sending uncompressed', e);
+          this._log('gzip', e);
         }
         // The page was hidden while compressing and sent these uncompressed, or consent was withdrawn.
         if (this._compressing !== job) continue;
@@ -455,7 +445,7 @@ export class Observability {
         const [dropped, items] = JSON.parse(stashed) as [number, Queued[]];
         this._q = items;
         this._dropped = dropped;
-        this._log('restored', items.length, 'events from the previous page');
+        this._log('restored', items);
         this._schedule(0);
       }
     } catch {

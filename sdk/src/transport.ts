@@ -85,7 +85,7 @@ export class Transport {
       status = res.status;
       retryAfter = res.headers.get('Retry-After');
     } catch (e) {
-      this._log('send failed', e);
+      this._log(e);
     } finally {
       release();
     }
@@ -93,7 +93,7 @@ export class Transport {
       this._attempts = 0;
       return Outcome.Sent;
     }
-    this._log('server answered', status || 'nothing');
+    this._log(status);
     if (status && status < 500 && status !== 429 && status !== 408) {
       // 400/413/415: this batch will never be accepted. 401/403: nothing from this page will.
       if (status === 401 || status === 403) this._refused = true;
@@ -126,14 +126,14 @@ export class Transport {
         return true;
       }
     } catch (e) {
-      this._log('beacon failed', e);
+      this._log(e);
     }
     try {
       const release = this._hold(blob.size);
       fetch(url, { method: 'POST', body: blob, keepalive: true, credentials: 'omit' }).then(release, release);
       return true;
     } catch (e) {
-      this._log('keepalive fetch failed', e);
+      this._log(e);
       return false;
     }
   }
