@@ -57,6 +57,7 @@ class Subscription:
         self.sent = 0
         self.closed = False
         self.started = time.time()
+        self.task: asyncio.Task[Any] | None = None
         self._wake = asyncio.Event()
 
     def offer(self, rows: bytes) -> bool:
@@ -131,6 +132,8 @@ class TailHub:
         self.closed = True
         for sub in self._subs.values():
             sub.close()
+            if sub.task is not None:  # a stuck viewer must not hold up shutdown in a blocked write
+                sub.task.cancel()
 
     def stats(self) -> list[dict[str, Any]]:
         """Per-viewer counters."""
@@ -162,6 +165,7 @@ class TailEndpoint:
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         sub = self.hub.subscribe(request.remote or "")
+        sub.task = asyncio.current_task()
         metrics = self.hub.metrics
         try:
             await self._write(resp, {"_obsd": "hello", "viewer": sub.id})

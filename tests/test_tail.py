@@ -266,3 +266,22 @@ def test_tail_reconnects_when_the_daemon_restarts(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         d.stop()
+
+
+def test_a_stuck_viewer_does_not_hold_up_shutdown(fresh_daemon: Daemon) -> None:
+    """SIGTERM with a viewer that stopped reading: obsd still drains and exits 0 promptly."""
+    d = fresh_daemon
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(("127.0.0.1", d.port))
+    stuck.sendall(f"GET /v1/admin/tail HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode())
+    try:
+        _wait_viewers(d, 1)
+        pad = "x" * 4000
+        for _ in range(20):  # enough to block the viewer's socket
+            assert d.post(envelope([event("custom", props={"pad": pad}) for _ in range(100)])).status == 202
+        started = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - started < 20, "shutdown must not wait out a stuck viewer's write"
+    finally:
+        stuck.close()
