@@ -217,7 +217,7 @@ export class Observability {
     if (o.webVitals) {
       // Web Vitals describe the document's load, so they belong to the URL it was loaded at.
       const landing = location.href;
-      const report = (m: Metric) => this._stopped || this._emit('web_vital', { name: m.name, value: m.value, rating: m.rating, url: landing });
+      const report = (m: Metric) => this._safe(() => this._emit('web_vital', { name: m.name, value: m.value, rating: m.rating, url: landing }));
       [onCLS, onFCP, onINP, onLCP, onTTFB].forEach((on) => on(report));
     }
     // A prerendered or background tab is not a view until someone looks at it.
