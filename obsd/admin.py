@@ -16,6 +16,7 @@ from aiohttp import web
 
 from obsd.errors import ObsdError
 from obsd.httperrors import HttpError, json_response
+from obsd.retention import PurgeRequest, parse_day, purge
 from obsd.settings import Settings
 from obsd.store import QueryResult, Store
 
@@ -50,6 +51,14 @@ class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     sql: str
     max_rows: int | None = None
+
+
+class PurgeBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of POST /v1/admin/purge."""
+
+    project: str
+    before: str | None = None
+    session: str | None = None
 
 
 def _jsonable(v: Any) -> Any:
@@ -107,6 +116,27 @@ class Admin:
         except ObsdError as exc:
             raise HttpError(400, "query_failed", str(exc)) from exc
         return json_response(result_json(res))
+
+    def _purge(self, req: PurgeRequest) -> dict[str, int]:
+        if self._store is None:
+            self._store = Store(self.settings.dsn, self.settings.clickhouse.database)
+        return purge(self._store, req)
+
+    async def purge(self, request: web.Request) -> web.Response:
+        """Erase a project's rows (optionally before a day, or of one session) and say how many went."""
+        self.check(request)
+        try:
+            body = msgspec.json.decode(await request.read(), type=PurgeBody)
+            req = PurgeRequest(body.project, parse_day(body.before) if body.before else None, body.session)
+            req.validate()
+        except (msgspec.DecodeError, ObsdError) as exc:
+            raise HttpError(400, "invalid_purge_request", f"expected {{\"project\": …, \"before\": "
+                            f"\"YYYY-MM-DD\", \"session\": …}}: {exc}") from exc
+        try:
+            deleted = await asyncio.get_running_loop().run_in_executor(self._pool, self._purge, req)
+        except ObsdError as exc:
+            raise HttpError(400, "purge_failed", str(exc)) from exc
+        return json_response({"deleted": deleted})
 
     def close(self) -> None:
         """Close the query connection."""

@@ -42,7 +42,7 @@ class DaemonClient:
                 reason = json.loads(exc.read()).get("reason", exc.reason)
             except (ValueError, AttributeError):
                 reason = exc.reason
-            if path.startswith("/v1/admin/query") and exc.code == 400:
+            if path.startswith(("/v1/admin/query", "/v1/admin/purge")) and exc.code == 400:
                 raise QueryError(str(reason)) from exc
             raise DaemonError(f"the daemon at {self.base} answered {exc.code}: {reason}") from exc
         except (urllib.error.URLError, OSError) as exc:
@@ -65,6 +65,11 @@ class DaemonClient:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
         result: dict[str, Any] = self._call("GET", f"/v1/stats/{report}" + (f"?{query}" if query else ""))
         return result
+
+    def purge(self, project: str, before: str | None, session: str | None) -> dict[str, int]:
+        """Erase rows through the daemon; rows deleted per table."""
+        out = self._call("POST", "/v1/admin/purge", {"project": project, "before": before, "session": session})
+        return dict(out["deleted"])
 
     def status(self) -> dict[str, Any]:
         """The daemon's status document."""

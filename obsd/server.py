@@ -24,6 +24,7 @@ from obsd.ingest import Ingest
 from obsd.metrics import CONTENT_TYPE, Metrics
 from obsd.migrations import Migrator
 from obsd.pipeline import Pipeline
+from obsd.retention import apply_retention
 from obsd.settings import Settings, load_settings
 from obsd.stats_api import StatsApi
 from obsd.store import Store, redact
@@ -45,7 +46,11 @@ def check_migrations(settings: Settings, *, migrate: bool) -> list[str]:
                 f"the store has pending migrations ({names}); run `obsd migrate up`, "
                 "or start with `obsd serve --migrate` (or auto_migrate = true)"
             )
-        return [m.label for m in migrator.up()] if pending else []
+        applied = [m.label for m in migrator.up()] if pending else []
+        changed = apply_retention(store, settings.clickhouse.retention_days)
+        if changed:
+            log.info("retention.applied", days=settings.clickhouse.retention_days, tables=changed)
+        return applied
     finally:
         store.close()
 
@@ -91,6 +96,7 @@ class Server:
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.metrics_endpoint)
         app.router.add_post("/v1/admin/query", self.admin.query)
+        app.router.add_post("/v1/admin/purge", self.admin.purge)
         app.router.add_get("/v1/admin/status", self.status)
         app.router.add_get("/v1/admin/tail", TailEndpoint(self.tail, self.admin.check).handle)
         app.router.add_post("/v1/admin/import", self.importer.post)

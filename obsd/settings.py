@@ -81,6 +81,7 @@ class LimitsSettings(_Section, frozen=True):
     max_props_bytes: int = 8192
     max_event_age_s: int = 7 * 86_400
     max_future_s: int = 3600
+    reject_duplicate_keys: bool = True
 
 
 class PrivacySettings(_Section, frozen=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -146,15 +147,34 @@ class WireDecoder:
         self._envelope = msgspec.json.Decoder(cast(type[Envelope], envelope))
         self._loose = msgspec.json.Decoder(cast(type[_LooseEnvelope], loose))
         self._event = msgspec.json.Decoder(cast(type[Event], event))
+        self.reject_duplicate_keys = limits.reject_duplicate_keys
+
+    def _check_duplicate_keys(self, body: bytes) -> None:
+        # msgspec keeps the last of repeated keys silently; a body that says two things is refused.
+        try:
+            json.loads(body, object_pairs_hook=_unique_pairs)
+        except _DuplicateKey as exc:
+            raise WireError("duplicate_key", f"the body repeats the key {exc.args[0][:100]!r} inside one "
+                            "object; each key may appear once") from exc
+        except ValueError as exc:
+            raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
 
     def decode(self, body: bytes) -> Decoded:
         """One msgspec call when all is well; per-event decoding only to locate bad events."""
         try:
-            return Decoded(self._envelope.decode(body), None, [])
+            env = self._envelope.decode(body)
         except msgspec.ValidationError:
             pass
         except msgspec.DecodeError as exc:
             raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise WireError("invalid_json", f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+        else:
+            if self.reject_duplicate_keys:
+                self._check_duplicate_keys(body)
+            return Decoded(env, None, [])
+        if self.reject_duplicate_keys:
+            self._check_duplicate_keys(body)
         try:
             loose = self._loose.decode(body)
         except msgspec.ValidationError as exc:
@@ -171,6 +191,21 @@ class WireDecoder:
         env = Envelope(events=events, sdk=loose.sdk, sent_at=loose.sent_at, session_id=loose.session_id,
                        context=loose.context, environment=loose.environment, dropped=loose.dropped)
         return Decoded(env, indexes, rejected)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return d
 
 
 _default = WireDecoder(LimitsSettings())

@@ -92,4 +92,5 @@ def test_cluster_rendering_uses_replicated_engines() -> None:
     sql = "CREATE TABLE {{db}}.t {{on_cluster}} (x UInt8) ENGINE = {{engine:MergeTree}} ORDER BY x"
     assert render(sql, "obsd") == "CREATE TABLE obsd.t  (x UInt8) ENGINE = MergeTree ORDER BY x"
     clustered = render(sql, "obsd", "main")
-    assert "ON CLUSTER 'main'" in clustered and "ReplicatedMergeTree('/clickhouse/tables/{shard}/obsd/{table}'" in clustered
+    assert "ON CLUSTER 'main'" in clustered
+    assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/obsd/{table}'" in clustered

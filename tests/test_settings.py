@@ -21,7 +21,7 @@ def test_example_config_is_valid_and_complete() -> None:
     s = load_settings(EXAMPLE, environ={})
     assert s.server.listen == "127.0.0.1:8080" and s.projects[0].id == "demo"
     text = EXAMPLE.read_text()
-    for section, struct in Settings.__annotations__.items():
+    for section in Settings.__annotations__:
         if section in ("source",):
             continue
         value = getattr(s, section)

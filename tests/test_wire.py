@@ -57,6 +57,9 @@ def test_fast_path_keeps_client_indexes() -> None:
     (b'{"events": [], "context": {"screen": "big"}}', "invalid_envelope"),
     (b'{"events": [NaN]}', "invalid_json"),
     (b"\xff\xfe", "invalid_json"),
+    (b'{"events": [{"id": "\xff\xfe", "type": "pageview", "ts": 1}]}', "invalid_json"),
+    (b'{"events": [{"id": "a", "type": "b", "type": "c", "ts": 1}]}', "duplicate_key"),
+    (b'{"events": [], "events": []}', "duplicate_key"),
 ])
 def test_envelope_errors_name_the_problem(body: bytes, code: str) -> None:
     """Envelope-level problems refuse the whole body with a code."""
