@@ -91,9 +91,10 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (project_id, hour, metric, path, device_type)
 SETTINGS non_replicated_deduplication_window = 10000, replicated_deduplication_window = 10000;
 
--- Errors per hour and fingerprint: a hash of the normalised message (ids, hex and numbers
--- replaced), the top three stack frames without line/column, query strings or build hashes, and
--- the source file, so one bug stays one group across releases and users.
+-- Errors per hour and fingerprint: a hash of the normalised message (every word holding a digit,
+-- such as numbers, ids and hashes, becomes <n>, and so do the privacy scrubber's [card]-style
+-- masks inside such words), the top three stack frames without line/column, query strings or
+-- build hashes, and the source file, so one bug stays one group across releases and users.
 CREATE TABLE IF NOT EXISTS {{db}}.errors_hourly {{on_cluster}}
 (
     project_id  LowCardinality(String),
@@ -159,10 +160,9 @@ GROUP BY project_id, hour, path, metric, device_type;
 CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.errors_hourly_mv {{on_cluster}} TO {{db}}.errors_hourly AS
 SELECT project_id, toStartOfHour(toDateTime(ts, 'UTC')) AS hour,
        cityHash64(
-           trim(replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(substring(error_message, 1, 500),
-               '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<id>'),
-               '0x[0-9a-fA-F]+|\\b[0-9a-fA-F]{12,}\\b', '<hex>'),
-               '\\d+', '<n>')),
+           trim(replaceRegexpAll(replaceRegexpAll(substring(error_message, 1, 500),
+               '\\[(email|card|jwt|token)\\]', '0'),
+               '[0-9A-Za-z_-]*[0-9][0-9A-Za-z_-]*', '<n>')),
            arrayStringConcat(arraySlice(arrayFilter(f -> f != '', arrayMap(l -> if(match(l, '^\\s*at\\s|@'),
                replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(trim(l), '(:\\d+)+\\)?$', ''), '\\?[^\\s)]*', ''),
                                 '[.-][0-9a-f]{8,}\\b', ''), ''),
@@ -216,10 +216,9 @@ GROUP BY project_id, hour, path, metric, device_type;
 INSERT INTO {{all:errors_hourly}}
 SELECT project_id, toStartOfHour(toDateTime(ts, 'UTC')) AS hour,
        cityHash64(
-           trim(replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(substring(error_message, 1, 500),
-               '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<id>'),
-               '0x[0-9a-fA-F]+|\\b[0-9a-fA-F]{12,}\\b', '<hex>'),
-               '\\d+', '<n>')),
+           trim(replaceRegexpAll(replaceRegexpAll(substring(error_message, 1, 500),
+               '\\[(email|card|jwt|token)\\]', '0'),
+               '[0-9A-Za-z_-]*[0-9][0-9A-Za-z_-]*', '<n>')),
            arrayStringConcat(arraySlice(arrayFilter(f -> f != '', arrayMap(l -> if(match(l, '^\\s*at\\s|@'),
                replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(trim(l), '(:\\d+)+\\)?$', ''), '\\?[^\\s)]*', ''),
                                 '[.-][0-9a-f]{8,}\\b', ''), ''),

@@ -165,6 +165,7 @@ def test_fingerprint_separates_different_bugs(scratch: Store) -> None:
     s = scratch
     stack = "Error: boom\n    at {fn} (https://x.example/a.{h}.js:{l}:3)"
     variants = [("boom 1", "f", "1a2b3c4d5e", 10), ("boom 22", "f", "ffee001122", 99),  # same bug
+                ("boom d60dd02c-a9e2-4728-b[card]fd", "f", "0a0b0c0d0e", 7),  # same bug, id half-scrubbed
                 ("bang 1", "f", "1a2b3c4d5e", 10),  # other message
                 ("boom 1", "g", "1a2b3c4d5e", 10)]  # other frame
     rows = [{"project_id": "demo", "event_id": str(uuid.uuid4()), "type": "error", "ts": NOW.timestamp(),
@@ -172,7 +173,7 @@ def test_fingerprint_separates_different_bugs(scratch: Store) -> None:
              "error_stack": stack.format(fn=fn, h=h, l=line)} for i, (m, fn, h, line) in enumerate(variants)]
     s.insert_ndjson("events", "\n".join(json.dumps(r) for r in rows).encode())
     rep = Reports(s, s.database).errors(_params())
-    assert sorted(r[2] for r in rep.rows) == [1, 1, 2]
+    assert sorted(r[2] for r in rep.rows) == [1, 1, 3]
 
 
 def test_events_report_counts_types_and_names(store: Store, reports: Reports) -> None:
