@@ -16,8 +16,11 @@ window.Observability = Observability;
 const script = document.currentScript as HTMLScriptElement | null;
 if (script && script.dataset.apiKey && !window.obs) {
   const options: Record<string, unknown> = { endpoint: new URL('/v1/events', script.src).href };
-  for (const [name, value] of Object.entries(script.dataset)) {
-    options[name] = value === '' || value === 'true' ? true : value === 'false' ? false : value;
+  // Attributes rather than `dataset` entries: some DOMs leave valueless ones out of the latter.
+  for (const { name, value } of script.attributes) {
+    if (name.startsWith('data-'))
+      options[name.slice(5).replace(/-(.)/g, (_, c: string) => c.toUpperCase())] =
+        value === '' || value === 'true' ? true : value === 'false' ? false : value;
   }
   window.obs = new Observability(options as unknown as Options);
 }
