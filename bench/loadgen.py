@@ -66,9 +66,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.seconds
     max_requests = args.requests or 10**12
 
+    # With --rate, each worker keeps its own schedule so the whole run offers `rate` requests per second
+    # regardless of how fast obsd answers (open-loop load: latency is not hidden by waiting).
+    interval = args.concurrency / args.rate if args.rate > 0 else 0.0
+
     async def worker(wid: int, session: aiohttp.ClientSession) -> None:
         i = wid
+        next_at = time.monotonic() + (interval * wid / args.concurrency if interval else 0.0)
         while not stop.is_set() and time.monotonic() < deadline and stats["requests"] < max_requests:
+            if interval:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_at += interval
             if pool:
                 body, ids = pool[i % len(pool)], []
             else:
@@ -122,6 +132,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--pool", type=int, default=500, help="distinct bodies cycled when ids are not tracked")
     p.add_argument("--acked-file", default="")
+    p.add_argument("--rate", type=float, default=0.0, help="requests per second in all (0: as fast as possible)")
     args = p.parse_args()
     try:
         import uvloop
