@@ -54,7 +54,7 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, di
 
 def _rows(d: Daemon, deadline_s: float = 20.0) -> list[dict[str, Any]]:
     """The session's events once everything the page sent has arrived (CLS is reported last, on hide)."""
-    sql = ("SELECT type, name, path, selector, tag, href, value, rating, error_message, error_stack, props, "
+    sql = ("SELECT type, name, path, title, selector, tag, href, value, rating, error_message, error_stack, props, "
            "session_id, project_id FROM obsd.events WHERE project_id = 'demo' ORDER BY ts")
     deadline = time.monotonic() + deadline_s
     rows: list[dict[str, Any]] = []
@@ -79,6 +79,10 @@ def test_every_captured_event_reaches_clickhouse_under_one_session(visit: tuple[
     pageviews = [r["path"] for r in rows if r["type"] == "pageview"]
     assert set(pageviews) == ROUTES
     assert pageviews[:4] == ["/demo", "/demo/products", "/demo/cart", "/demo/checkout"]
+    # Titles are the ones the demo's router set for each route, also after going back (popstate).
+    titles = [r["title"] for r in rows if r["type"] == "pageview"]
+    assert titles[1:] == ["Products — Lamp & Co.", "Cart — Lamp & Co.", "Checkout — Lamp & Co.",
+                          "Cart — Lamp & Co.", "Products — Lamp & Co."]
 
     clicks = [r for r in rows if r["type"] == "click"]
     assert all(r["selector"] and r["tag"] for r in clicks)

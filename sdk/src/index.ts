@@ -238,14 +238,22 @@ export class Observability {
       const original = history[m];
       const patched = function (this: History, ...args: Parameters<History['pushState']>) {
         const result = original.apply(this, args);
-        self._navigated();
+        self._urlChanged();
         return result;
       };
       history[m] = patched;
       this._off.push(() => history[m] === patched && (history[m] = original));
     }
-    this._on(window, 'popstate', this._navigated);
-    this._on(window, 'hashchange', this._navigated);
+    this._on(window, 'popstate', this._urlChanged);
+    this._on(window, 'hashchange', this._urlChanged);
+  }
+
+  /**
+   * Routers set the title (and the page reacts to popstate) after the URL changes, so the
+   * pageview is taken a task later; a page hidden before then takes it at once.
+   */
+  _urlChanged(): void {
+    setTimeout(() => this._navigated());
   }
 
   /** The URL may have changed: record a pageview if the path (plus hash for hash routers) did. */
@@ -404,6 +412,7 @@ export class Observability {
    * asynchronous), in pieces that fit the keepalive budget; keep what cannot go in the stash.
    */
   _pageHidden(): void {
+    this._navigated();
     this._reportScroll();
     if (this._state !== 'granted' || this._stopped) return;
     const job = this._compressing;

@@ -11,6 +11,7 @@ const only = (what: 'pageviews' | 'clicks' | 'scroll' | 'errors') => ({
 });
 
 async function sent(obs: { flush(): Promise<void> }) {
+  vi.advanceTimersByTime(0); // navigations are recorded a task after the URL changes
   await obs.flush();
   return net.events();
 }
@@ -27,7 +28,9 @@ describe('pageviews', () => {
     const obs = start(only('pageviews'));
     const home = location.href;
     history.pushState({}, '', '/products');
+    vi.advanceTimersByTime(0);
     history.pushState({}, '', '/cart?step=1');
+    vi.advanceTimersByTime(0);
     history.back = () => {
       history.replaceState({}, '', '/products');
       window.dispatchEvent(new PopStateEvent('popstate'));
@@ -37,6 +40,31 @@ describe('pageviews', () => {
     expect(views.map((v) => new URL(v.url).pathname)).toEqual(['/', '/products', '/cart', '/products']);
     expect(views[1].referrer).toBe(home);
     expect(views[2].referrer).toBe(new URL('/products', home).href);
+  });
+
+  test('the title a router sets after changing the URL is the one recorded', async () => {
+    const obs = start(only('pageviews'));
+    history.pushState({}, '', '/products');
+    document.title = 'Products';
+    const views = await sent(obs);
+    expect(views.map((v) => v.title)).toEqual(['Test page', 'Products']);
+  });
+
+  test('a redirect within one task counts only where it lands', async () => {
+    const obs = start(only('pageviews'));
+    history.pushState({}, '', '/old-path');
+    history.replaceState({}, '', '/new-path');
+    expect((await sent(obs)).map((v) => new URL(v.url).pathname)).toEqual(['/', '/new-path']);
+  });
+
+  test('a navigation right before the page is hidden is still recorded, before the final send', async () => {
+    const obs = start(only('pageviews'));
+    await obs.flush();
+    history.pushState({}, '', '/last');
+    setVisibility('hidden');
+    const views = await net.events();
+    expect(views.map((v) => new URL(v.url).pathname)).toEqual(['/', '/last']);
+    void obs;
   });
 
   test('a router replacing state on the same path does not count again', async () => {
@@ -125,6 +153,7 @@ describe('scroll depth', () => {
     scrollTo(0);
     const first = location.href;
     history.pushState({}, '', '/next');
+    vi.advanceTimersByTime(0);
     scrollTo(3000); // 100 %
     setVisibility('hidden');
     const scrolls = (await net.events()).filter((e) => e.type === 'scroll');
