@@ -35,6 +35,7 @@ def _parse(text: str) -> IPAddress | None:
     return ip
 
 
+@lru_cache(maxsize=65_536)
 def normalize_ip(text: str) -> str | None:
     """Return the canonical text of an IP address (IPv4-mapped IPv6 as IPv4, ports dropped), or None."""
     ip = _parse(text)
@@ -53,30 +54,26 @@ class ClientIpResolver:
                 msg = f"trusted proxy {entry!r} is not an IP address or a CIDR like 10.0.0.0/8"
                 raise ValueError(msg) from None
         self._networks: Final = tuple(networks)
-        self._is_trusted: Final = lru_cache(maxsize=65_536)(self._check_trusted)
+        self.is_trusted: Final = lru_cache(maxsize=65_536)(self._check_trusted)
 
-    def _check_trusted(self, ip: IPAddress) -> bool:
-        return any(ip.version == net.version and ip in net for net in self._networks)
-
-    def is_trusted(self, address: str) -> bool:
+    def _check_trusted(self, address: str) -> bool:
         """Return whether an address belongs to a configured trusted proxy."""
         ip = _parse(address)
-        return ip is not None and self._is_trusted(ip)
+        return ip is not None and any(ip.version == n.version and ip in n for n in self._networks)
 
     def resolve(self, peer: str | None, x_forwarded_for: str | None) -> str:
         """Return the peer's IP, or behind trusted proxies the nearest untrusted X-Forwarded-For hop."""
-        peer_ip = _parse(peer) if peer else None
-        if peer_ip is None:
+        client = normalize_ip(peer) if peer else None
+        if client is None:
             # A Unix socket or a broken transport: nothing to attribute, and no one vouches for XFF.
             return ""
-        if not x_forwarded_for or not self._networks or not self._is_trusted(peer_ip):
-            return peer_ip.compressed
-        client = peer_ip
+        if not x_forwarded_for or not self._networks or not self.is_trusted(client):
+            return client
         for hop in reversed(x_forwarded_for.split(",")):
-            ip = _parse(hop)
+            ip = normalize_ip(hop)
             if ip is None:
                 continue
             client = ip
-            if not self._is_trusted(ip):
+            if not self.is_trusted(ip):
                 break
-        return client.compressed
+        return client
