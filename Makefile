@@ -31,10 +31,11 @@ serve: install $(CONFIG)
 	@echo "obsd: open http://127.0.0.1:8080/demo — query with: $(BIN)/obsd query --config $(CONFIG) 'SELECT type, count() FROM obsd.events GROUP BY type'"
 	$(BIN)/obsd serve --config $(CONFIG)
 
-sdk/node_modules: sdk/package.json
+sdk/node_modules: sdk/package.json sdk/package-lock.json
 	cd sdk && npm ci --no-audit --no-fund
 	touch $@
 
+## Rebuild the SDK into obsd/static/ (sdk.js, sdk.mjs); tests check the shipped build matches the sources.
 sdk: sdk/node_modules
 	cd sdk && npm run build
 
@@ -44,7 +45,7 @@ lint: dev
 
 ## Install everything and run the whole suite (Python, SDK unit tests, browser end-to-end).
 test: dev sdk/node_modules
-	cd sdk && npm test
+	cd sdk && npm run typecheck && npm test
 	$(BIN)/ruff check obsd tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -179,14 +179,14 @@ class RowEncoder:
         base_title = scrub_text(ctx.title) if ctx.title else ""
         screen = ctx.screen or (0, 0)
         viewport = ctx.viewport or (0, 0)
-        sdk = f"{env.sdk.name}/{env.sdk.version}" if env.sdk.name else ""
+        sdk = f"{env.sdk.name}/{env.sdk.version or ''}" if env.sdk.name else ""
         common = Common(
-            project_id=project_id, received_at=now, session_id=env.session_id, visitor_id=visitor,
+            project_id=project_id, received_at=now, session_id=env.session_id or "", visitor_id=visitor,
             browser=ua.browser, browser_version=ua.browser_version, os=ua.os, os_version=ua.os_version,
-            device_type=ua.device_type, is_bot=ua.is_bot, country=client.country, language=ctx.language[:35],
-            timezone=ctx.timezone[:64], screen_width=_clamp16(screen[0]), screen_height=_clamp16(screen[1]),
+            device_type=ua.device_type, is_bot=ua.is_bot, country=client.country, language=(ctx.language or "")[:35],
+            timezone=(ctx.timezone or "")[:64], screen_width=_clamp16(screen[0]), screen_height=_clamp16(screen[1]),
             viewport_width=_clamp16(viewport[0]), viewport_height=_clamp16(viewport[1]),
-            environment=env.environment[:64], sdk=sdk[:64],
+            environment=(env.environment or "")[:64], sdk=sdk[:64],
         )
         rows: list[EventPart] = []
         check = self.validator.check

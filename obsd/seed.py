@@ -323,7 +323,7 @@ class _ImportLine(msgspec.Struct):
     events: list[Event]
     sdk: Sdk
     sent_at: float | None
-    session_id: str
+    session_id: str | None
     context: Context
     client: ImportClient
 

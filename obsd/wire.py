@@ -22,18 +22,18 @@ _SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class Sdk(msgspec.Struct, frozen=True):
     """Which SDK sent the batch."""
 
-    name: str = ""
-    version: str = ""
+    name: str | None = None
+    version: str | None = None
 
 
 class Context(msgspec.Struct, frozen=True):
     """Page and device context shared by every event of a batch."""
 
-    url: str = ""
-    referrer: str = ""
-    title: str = ""
-    language: str = ""
-    timezone: str = ""
+    url: str | None = None
+    referrer: str | None = None
+    title: str | None = None
+    language: str | None = None
+    timezone: str | None = None
     screen: tuple[int, int] | None = None
     viewport: tuple[int, int] | None = None
 
@@ -68,20 +68,20 @@ class Envelope(msgspec.Struct, frozen=True):
     events: list[Event]
     sdk: Sdk = Sdk()
     sent_at: float | None = None
-    session_id: str = ""
+    session_id: str | None = None
     context: Context = Context()
-    environment: str = ""
-    dropped: int = 0
+    environment: str | None = None
+    dropped: int | None = None
 
 
 class _LooseEnvelope(msgspec.Struct, frozen=True):
     events: list[msgspec.Raw]
     sdk: Sdk = Sdk()
     sent_at: float | None = None
-    session_id: str = ""
+    session_id: str | None = None
     context: Context = Context()
-    environment: str = ""
-    dropped: int = 0
+    environment: str | None = None
+    dropped: int | None = None
 
 
 class WireError(ValueError):
@@ -136,7 +136,7 @@ class WireDecoder:
         event = msgspec.defstruct(
             "Event", [("id", ident), ("type", ident), *((f, bounded | None, None) for f in EVENT_STRINGS),
                       ("stack", stack | None, None)], bases=(Event,), frozen=True)
-        context = msgspec.defstruct("Context", [(f, bounded, "") for f in CONTEXT_STRINGS], bases=(Context,),
+        context = msgspec.defstruct("Context", [(f, bounded | None, None) for f in CONTEXT_STRINGS], bases=(Context,),
                                     frozen=True)
         envelope = msgspec.defstruct("Envelope", [("events", list[event]),  # type: ignore[valid-type]
                                                   ("context", context, Context())],

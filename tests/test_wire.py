@@ -82,3 +82,13 @@ def test_limits_refuse_oversized_and_deep_props() -> None:
         assert problem is not None and needle in problem[1]
     ok = decode(_env([{**base, "props": {"a": {"b": 1}}}])).envelope.events[0]
     assert v.check(ok, now) is None
+
+
+def test_null_is_accepted_wherever_a_string_may_be_absent() -> None:
+    """Senders that write null for an absent context string, session or sdk field are not refused."""
+    body = (b'{"session_id": null, "environment": null, "dropped": null, "sdk": {"name": null}, '
+            b'"context": {"url": null, "referrer": null, "title": null, "language": null}, '
+            b'"events": [{"id": "0b7e6c1e-1111-4222-8333-444455556666", "type": "pageview", "ts": 1, "url": null}]}')
+    d = decode(body)
+    assert d.rejected == [] and len(d.envelope.events) == 1
+    assert d.envelope.context.referrer is None and d.envelope.session_id is None
