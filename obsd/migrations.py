@@ -17,7 +17,8 @@ TABLE = "schema_migrations"
 def default_dir() -> Path:
     """The migrations shipped with obsd: the repo's migrations/ or the copy inside the package."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "migrations", here / "migrations"):
+    # In a checkout obsd/sql is a link to ../migrations; in an installed wheel it is a copy.
+    for candidate in (here / "sql", here.parent / "migrations"):
         if candidate.is_dir():
             return candidate
     raise MigrationError("cannot find the migrations folder; reinstall obsd")
