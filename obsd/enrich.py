@@ -173,7 +173,9 @@ class RowEncoder:
             reason = "bot traffic is dropped (privacy.drop_bots = true)"
             rejected += [Rejected(decoded.index(i), "bot", reason) for i in range(len(env.events))]
             return Encoded(b"", 0, sorted(rejected, key=lambda r: r.index), bots=len(env.events))
-        visitor = self.visitors.visitor_id(project_id, client.ip, client.user_agent)
+        # A beacon sent just before midnight UTC still counts toward that day's visitor (never the future).
+        sent = min(now, env.sent_at / 1000) if env.sent_at and env.sent_at > 0 else None
+        visitor = self.visitors.visitor_id(project_id, client.ip, client.user_agent, at=sent)
         base_url, host, path = self.urls.split(ctx.url) if ctx.url else ("", "", "")
         base_ref, ref_host, _ = self.urls.split(ctx.referrer) if ctx.referrer else ("", "", "")
         base_title = scrub_text(ctx.title) if ctx.title else ""
@@ -226,7 +228,7 @@ class RowEncoder:
         elif t == "scroll":
             row.value = e.depth or 0.0
         elif t == "click":
-            row.selector = e.selector or ""
+            row.selector = scrub_text(e.selector) if e.selector else ""
             row.tag = (e.tag or "")[:32]
             row.href = self.urls.scrub(e.href) if e.href else ""
         elif t == "error":

@@ -77,10 +77,8 @@ class Ingest:
         self.encoder.validator = Validator(settings.limits)
         self.encoder.max_stack = settings.limits.max_stack_length
         rl = settings.rate_limit
-        self.project_limit = (TokenBucketLimiter(rl.per_project_rps, rl.per_project_burst or rl.per_project_rps)
-                              if rl.per_project_rps > 0 else None)
-        self.ip_limit = (TokenBucketLimiter(rl.per_ip_rps, rl.per_ip_burst or rl.per_ip_rps)
-                         if rl.per_ip_rps > 0 else None)
+        self.project_limit = _bucket(rl.per_project_rps, rl.per_project_burst)
+        self.ip_limit = _bucket(rl.per_ip_rps, rl.per_ip_burst)
 
     def _refuse(self, status: int, code: str, reason: str, retry_after: int | None = None) -> HttpError:
         self.metrics.refused.labels(status=str(status), reason=code).inc()
@@ -213,6 +211,11 @@ class Ingest:
             DeadLetter(now, project_id, "ingest", r.reason, r.raw.decode("utf-8", "replace")[:65536])
             for r in rejected
         ])
+
+
+def _bucket(rps: float, burst: float) -> TokenBucketLimiter | None:
+    """A token bucket, or None when its rate is 0 (off); a burst below one request is raised to one."""
+    return TokenBucketLimiter(rps, max(1.0, burst or rps)) if rps > 0 else None
 
 
 def cors_headers(origin: str | None, *, preflight: bool = False) -> dict[str, str]:

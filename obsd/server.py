@@ -24,6 +24,8 @@ from obsd.ingest import Ingest
 from obsd.metrics import CONTENT_TYPE, Metrics
 from obsd.migrations import Migrator
 from obsd.pipeline import Pipeline
+from obsd.privacy.useragent import warm_up
+from obsd.privacy.visitor import VisitorHasher
 from obsd.retention import apply_retention
 from obsd.settings import Settings, load_settings
 from obsd.stats_api import StatsApi
@@ -162,8 +164,12 @@ class Server:
         applied = await loop.run_in_executor(None, lambda: check_migrations(self.settings, migrate=self.migrate))
         if applied:
             log.info("migrations.applied", migrations=applied)
+        await loop.run_in_executor(None, warm_up)  # the UA rules load once here, not on the first request
         await self.pipeline.start()
         app = self.build_app()
+        assert self.ingest is not None
+        self._background.add(asyncio.create_task(self._rotate_salts(self.ingest.encoder.visitors),
+                                                 name="obsd-salt-rotation"))
         self._runner = web.AppRunner(app, auto_decompress=False, access_log=None,
                                      handle_signals=False)
         await self._runner.setup()
@@ -221,6 +227,14 @@ class Server:
                  needs_restart=needs_restart)
         self.notifier.ready(f"accepting events on {self.settings.server.listen} (reloaded)")
         return True
+
+    async def _rotate_salts(self, hasher: VisitorHasher) -> None:
+        """At each midnight UTC make the new day's salt and destroy salts older than yesterday, traffic or not."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(hasher.seconds_until_rotation() + 1)
+            await loop.run_in_executor(None, hasher.rotate)
+            log.info("salts.rotated")
 
     def request_stop(self) -> None:
         """Ask the server to shut down (signal-safe)."""

@@ -249,9 +249,31 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} = {value} must be greater than 0; {_fix_hint(name)}")
 
 
+def _privacy_rules(s: Settings) -> None:
+    from obsd.privacy.clientip import ClientIpResolver
+    from obsd.privacy.origins import OriginPolicy
+
+    try:
+        ClientIpResolver(s.server.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"server.trusted_proxies: {exc}; list IPs or CIDRs like \"10.0.0.0/8\"") from exc
+    for i, p in enumerate(s.projects):
+        try:
+            OriginPolicy(p.allowed_origins)
+        except ValueError as exc:
+            raise ConfigError(f"projects[{i}].allowed_origins for {p.id!r}: {exc}; write origins like "
+                              "\"https://shop.example\" or \"*.shop.example\"") from exc
+    rl = s.rate_limit
+    for name, value in (("per_project_rps", rl.per_project_rps), ("per_project_burst", rl.per_project_burst),
+                        ("per_ip_rps", rl.per_ip_rps), ("per_ip_burst", rl.per_ip_burst)):
+        if value < 0:
+            raise ConfigError(f"rate_limit.{name} = {value} must be 0 (off) or positive")
+
+
 def validate(s: Settings) -> None:
     """Check what types alone cannot: ranges, formats, unique projects."""
     parse_listen(s.server.listen)
+    _privacy_rules(s)
     for name, value in (
         ("server.max_body_bytes", s.server.max_body_bytes),
         ("server.max_decompressed_bytes", s.server.max_decompressed_bytes),

@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from obsd.privacy.scrub import UrlScrubber, luhn_valid, scrub_props, scrub_text
-from tests.strategies_privacy import (
+from tests.strategies import (
     ALLOWED_PARAMS,
     card_numbers,
     clean_text,

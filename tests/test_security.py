@@ -93,6 +93,13 @@ def test_rate_limit_per_client_ip(tmp_path: Path) -> None:
         assert 'obsd_requests_refused_total{reason="rate_limited",status="429"}' in d.metrics()
 
 
+def test_slow_rate_with_no_burst_still_admits_one_request(tmp_path: Path) -> None:
+    """A rate below one request per second with no burst set starts and admits a first request."""
+    with Daemon(tmp_path, sections={"rate_limit": {"per_project_rps": 0.2}}) as d:
+        assert d.post(envelope([event()])).status == 202
+        assert d.post(envelope([event()])).status == 429
+
+
 def test_origin_wildcards_over_http(tmp_path: Path) -> None:
     """`*.shop.example` admits subdomains, not the apex nor look-alike hosts."""
     projects = [{"id": "shop", "write_key": WRITE_KEY, "allowed_origins": ["*.shop.example", "https://shop.example"]}]

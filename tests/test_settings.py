@@ -64,6 +64,9 @@ def test_config_found_through_obsd_config(tmp_path: Path, monkeypatch: pytest.Mo
     ('[[projects]]\nid = "a"\nwrite_key = "short"\n', "write_key"),
     ('[[projects]]\nid = "a"\nwrite_key = "12345678"\n[[projects]]\nid = "a"\nwrite_key = "87654321"\n', "twice"),
     ("not toml at all [", "not valid TOML"),
+    ('[server]\ntrusted_proxies = ["not-an-ip"]\n', "server.trusted_proxies"),
+    ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nallowed_origins = ["https://"]\n', "allowed_origins"),
+    ('[rate_limit]\nper_ip_rps = -1.0\n', "rate_limit.per_ip_rps"),
 ])
 def test_wrong_values_name_the_key_and_the_fix(tmp_path: Path, toml: str, needle: str) -> None:
     """A wrong value stops loading with a message naming the key."""
