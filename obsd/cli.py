@@ -321,7 +321,7 @@ for _name, _summary in (
     ("devices", "Pageviews and visitors by device type, browser and operating system."),
     ("vitals", "Web Vitals p50/p75/p95 with good / needs-improvement / poor shares (Google's thresholds)."),
     ("errors", "Error groups by fingerprint: count, affected sessions, first/last seen, top frame."),
-    ("events", "Event counts by type and name, with visitors and sessions."),
+    ("events", "Event counts by type and name, with visitors."),
     ("recent", "The latest events in the range, newest first."),
 ):
     _report_command(_name, _summary)

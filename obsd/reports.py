@@ -244,61 +244,79 @@ class Reports:
 
     def overview(self, p: ReportParams) -> Report:
         """Visitors, pageviews, sessions, events and errors: totals and a zero-filled series."""
-        # r.events names the column: `sum(events) AS events` would otherwise shadow it in sumIf.
-        cols = ("sumIf(r.events, r.type = 'pageview') AS pageviews, "
-                "uniqMergeIf(r.visitors, r.type = 'pageview') AS visitors, "
-                "uniqMergeIf(r.sessions, r.type = 'pageview') AS sessions, sum(r.events) AS events, "
-                "sumIf(r.events, r.type = 'error') AS errors")
-        t = self.table("events_hourly") + " AS r"
-        total = self._q(f"SELECT {cols} FROM {t} WHERE {self._where()}", p)
-        series = self._q(f"SELECT {self._bucket(p)} AS bucket, {cols} FROM {t} WHERE {self._where()} "
-                         "GROUP BY bucket ORDER BY bucket", p,
-                         ("bucket", "pageviews", "visitors", "sessions", "events", "errors"))
-        summary = dict(zip(total.columns, total.rows[0], strict=True)) if total.rows else {}
-        summary = {k: int(v or 0) for k, v in summary.items()}
-        summary["views_per_session"] = round(summary["pageviews"] / summary["sessions"], 2) if summary.get(
-            "sessions") else 0.0
-        filled = _zero_fill(series, p)
-        return Report("overview", p, summary, filled, filled)
+        t = self.table("events_hourly")
+        # Only pageview rows' uniq states are read (type is a key column, so the filter runs first);
+        # the range's uniques merge the per-bucket states, not every hourly state again.
+        pageviews = self._where("type = 'pageview'")
+        uniques = self._q(
+            "SELECT bucket, pageviews, finalizeAggregation(v) AS visitors, finalizeAggregation(s) AS sessions, "
+            "uniqMerge(v) OVER () AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ("
+            f"SELECT {self._bucket(p)} AS bucket, sum(events) AS pageviews, uniqMergeState(visitors) AS v, "
+            f"uniqMergeState(sessions) AS s FROM {t} WHERE {pageviews} GROUP BY bucket"
+            ") ORDER BY bucket", p)
+        counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sum(r.events) AS events, "
+                         f"sumIf(r.events, r.type = 'error') AS errors FROM {t} AS r WHERE {self._where()} "
+                         "GROUP BY bucket", p)
+        per_bucket: dict[datetime, list[int]] = {}
+        for bucket, pv, vis, ses, *_ in uniques.rows:
+            per_bucket[_as_utc(bucket)] = [int(pv), int(vis), int(ses), 0, 0]
+        for bucket, ev, err in counts.rows:
+            per_bucket.setdefault(_as_utc(bucket), [0, 0, 0, 0, 0])[3:] = [int(ev), int(err)]
+        rows: list[list[Any]] = [[b, *per_bucket.get(b, [0, 0, 0, 0, 0])] for b in p.buckets()]
+        total_visitors, total_sessions = (int(uniques.rows[0][4]), int(uniques.rows[0][5])) if uniques.rows else (0, 0)
+        summary: dict[str, Any] = {
+            "pageviews": sum(r[1] for r in rows), "visitors": total_visitors, "sessions": total_sessions,
+            "events": sum(r[4] for r in rows), "errors": sum(r[5] for r in rows)}
+        summary["views_per_session"] = round(summary["pageviews"] / total_sessions, 2) if total_sessions else 0.0
+        series = QueryResult(["bucket", "pageviews", "visitors", "sessions", "events", "errors"],
+                             ["DateTime", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64"], rows)
+        return Report("overview", p, summary, series, series)
+
+    def _top(self, t: str, key: str, where: str) -> str:
+        """A filter to the top `limit` keys by pageviews: uniq states are then merged for those rows only."""
+        return (f"{where} AND {key} IN (SELECT {key} FROM {t} WHERE {where} GROUP BY {key} "
+                f"ORDER BY sum(pageviews) DESC, {key} LIMIT {{limit:UInt32}})")
 
     def pages(self, p: ReportParams) -> Report:
         """Top pages by pageviews, with visitors, sessions and share of all pageviews."""
         t = self.table("pages_hourly")
         where = self._where("path = {path:String}" if p.path else "")
-        total = self._q(f"SELECT sum(pageviews), uniqMerge(visitors), uniqExact(path) FROM {t} WHERE {where}", p)
-        pv, visitors, pages = (int(x or 0) for x in total.rows[0])
+        total = self._q(f"SELECT sum(pageviews), uniqExact(path) FROM {t} WHERE {where}", p)
+        pv, pages = (int(x or 0) for x in total.rows[0])
         res = self._q(
             f"SELECT path, sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
             f"uniqMerge(sessions) AS sessions, round(pageviews / {max(pv, 1)}, 4) AS share FROM {t} "
-            f"WHERE {where} GROUP BY path ORDER BY pageviews DESC, path LIMIT {{limit:UInt32}}", p,
+            f"WHERE {self._top(t, 'path', where)} GROUP BY path ORDER BY pageviews DESC, path", p,
             ("path", "pageviews", "visitors", "sessions", "share"))
-        return Report("pages", p, {"pageviews": pv, "visitors": visitors, "pages": pages}, res)
+        return Report("pages", p, {"pageviews": pv, "pages": pages}, res)
 
     def referrers(self, p: ReportParams) -> Report:
         """Where visitors come from: referring hosts ('(direct)' when none), internal navigation left out."""
         t = self.table("referrers_hourly")
         where = self._where("internal = 0")
-        total = self._q(f"SELECT sum(pageviews), sumIf(pageviews, referrer_host = ''), uniqMerge(visitors) "
+        total = self._q(f"SELECT sum(pageviews), sumIf(pageviews, referrer_host = ''), uniqExact(referrer_host) "
                         f"FROM {t} WHERE {where}", p)
-        pv, direct, visitors = (int(x or 0) for x in total.rows[0])
+        pv, direct, sources = (int(x or 0) for x in total.rows[0])
         res = self._q(
             f"SELECT if(referrer_host = '', '(direct)', toString(referrer_host)) AS referrer, "
             f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
             f"round(pageviews / {max(pv, 1)}, 4) AS share "
-            f"FROM {t} WHERE {where} GROUP BY referrer ORDER BY pageviews DESC, referrer LIMIT {{limit:UInt32}}", p,
-            ("referrer", "pageviews", "visitors", "share"))
-        return Report("referrers", p, {"pageviews": pv, "direct": direct, "visitors": visitors}, res)
+            f"FROM {t} WHERE {self._top(t, 'referrer_host', where)} GROUP BY referrer "
+            "ORDER BY pageviews DESC, referrer", p, ("referrer", "pageviews", "visitors", "share"))
+        return Report("referrers", p, {"pageviews": pv, "direct": direct, "sources": sources}, res)
 
     def devices(self, p: ReportParams) -> Report:
         """Pageviews and visitors by device type, browser and OS, each with its share."""
         t = self.table("devices_hourly")
-        parts = [f"SELECT '{dim}' AS dimension, if({col} = '', '(unknown)', toString({col})) AS value, "
-                 f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors FROM {t} WHERE {self._where()} "
-                 f"GROUP BY value" for dim, col in (("device", "device_type"), ("browser", "browser"), ("os", "os"))]
+        # One pass over the states for all three splits; grouping() tells which split a row belongs to.
         res = self._q(
             "SELECT dimension, value, pageviews, visitors, "
-            "round(pageviews / sum(pageviews) OVER (PARTITION BY dimension), 4) AS share "
-            f"FROM ({' UNION ALL '.join(parts)}) "
+            "round(pageviews / sum(pageviews) OVER (PARTITION BY dimension), 4) AS share FROM ("
+            "SELECT ['device', 'browser', 'os'][indexOf([3, 5, 6], grouping(device_type, browser, os))] AS dimension, "
+            "multiIf(dimension = 'device', device_type, dimension = 'browser', browser, os) AS raw_value, "
+            "if(raw_value = '', '(unknown)', toString(raw_value)) AS value, "
+            f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors FROM {t} WHERE {self._where()} "
+            "GROUP BY GROUPING SETS ((device_type), (browser), (os))) "
             "ORDER BY indexOf(['device', 'browser', 'os'], dimension), pageviews DESC, value "
             "LIMIT {limit:UInt32} BY dimension", p, ("dimension", "value", "pageviews", "visitors", "share"))
         pv = sum(int(r[2]) for r in res.rows if r[0] == "device")
@@ -306,7 +324,8 @@ class Reports:
 
     def vitals(self, p: ReportParams) -> Report:
         """Web Vitals p50/p75/p95 and good / needs-improvement / poor shares per metric."""
-        t = self.table("vitals_hourly")
+        # Per-page detail only when asked for: the per-metric table is a few rows per hour.
+        t = self.table("vitals_hourly" if p.path or p.by == "path" else "vitals_metric_hourly")
         where = self._where("path = {path:String}" if p.path else "")
         dim = {"metric": "", "path": "path, ", "device": "device_type AS device, "}[p.by]
         group = {"metric": "metric", "path": "path, metric", "device": "device, metric"}[p.by]
@@ -338,44 +357,61 @@ class Reports:
         """Error groups by fingerprint: count, affected sessions, first/last seen, a sample message and stack."""
         t = self.table("errors_hourly")
         where = self._where()
-        total = self._q(f"SELECT sum(events), uniqMerge(sessions), uniqExact(fingerprint) FROM {t} WHERE {where}", p)
-        n, sessions, groups = (int(x or 0) for x in total.rows[0])
+        total = self._q(f"SELECT sum(events), uniqExact(fingerprint) FROM {t} WHERE {where}", p)
+        n, groups = (int(x or 0) for x in total.rows[0])
+        # Messages and stacks are only read for the top groups.
+        top = (f"{where} AND e.fingerprint IN (SELECT fingerprint FROM {t} WHERE {where} GROUP BY fingerprint "
+               "ORDER BY sum(events) DESC, max(last_seen) DESC LIMIT {limit:UInt32})")
         res = self._q(
-            "SELECT lower(hex(fingerprint)) AS fingerprint, argMaxMerge(message) AS message, sum(events) AS events, "
-            "uniqMerge(sessions) AS sessions, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
-            "argMaxMerge(path) AS path, argMaxMerge(source) AS source, argMaxMerge(stack) AS stack "
-            f"FROM {t} WHERE {where} GROUP BY fingerprint "
-            "ORDER BY events DESC, last_seen DESC LIMIT {limit:UInt32}", p,
+            "SELECT lower(hex(e.fingerprint)) AS fingerprint, argMaxMerge(e.message) AS message, "
+            "sum(e.events) AS events, uniqMerge(e.sessions) AS sessions, min(e.first_seen) AS first_seen, "
+            "max(e.last_seen) AS last_seen, argMaxMerge(e.path) AS path, argMaxMerge(e.source) AS source, "
+            f"argMaxMerge(e.stack) AS stack FROM {t} AS e WHERE {top} GROUP BY e.fingerprint "
+            "ORDER BY events DESC, last_seen DESC", p,
             ("fingerprint", "message", "events", "sessions", "first_seen", "last_seen", "path", "source", "stack"))
-        return Report("errors", p, {"errors": n, "sessions": sessions, "groups": groups}, res)
+        return Report("errors", p, {"errors": n, "groups": groups}, res)
 
     def events(self, p: ReportParams) -> Report:
-        """Event counts by type and name (custom events by their name), with visitors and sessions."""
+        """Event counts by type and name (custom events by their name), with visitors."""
         t = self.table("events_hourly")
         where = self._where("type = {type:String}" if p.type else "")
         res = self._q(
-            "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors, "
-            f"uniqMerge(sessions) AS sessions FROM {t} WHERE {where} GROUP BY type, name "
-            "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p,
-            ("type", "name", "events", "visitors", "sessions"))
+            "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors "
+            f"FROM {t} WHERE {where} GROUP BY type, name "
+            "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p, ("type", "name", "events", "visitors"))
         return Report("events", p, {"events": sum(int(r[2]) for r in res.rows)}, res)
 
     def recent(self, p: ReportParams) -> Report:
         """The latest events in the range (raw table, newest first), for a live strip."""
+        # Look at the range's last hour first, then its last day, then all of it: a live strip asks for
+        # a handful of rows, and the newest hour usually has them without scanning weeks of events.
+        res = None
+        for start in sorted({max(p.since, p.until - _HOUR), max(p.since, p.until - _DAY), p.since}, reverse=True):
+            res = self._recent(p, start)
+            if len(res.rows) >= p.limit:
+                break
+        assert res is not None
+        return Report("recent", p, {"events": len(res.rows)}, res)
+
+    def _recent(self, p: ReportParams, since: datetime) -> QueryResult:
         t = self.table("events")
+        params = {**p.sql_params(), "since": int(since.timestamp())}
         where = ("project_id = {project:String} AND toDate(ts) >= toDate(toDateTime({since:UInt32}, 'UTC')) "
                  "AND toDate(ts) <= toDate(toDateTime({until:UInt32}, 'UTC')) "
                  "AND ts >= toDateTime({since:UInt32}, 'UTC') AND ts < toDateTime({until:UInt32}, 'UTC') "
                  "AND NOT is_bot" + (" AND type = {type:String}" if p.type else ""))
-        res = self._q(
+        res = self.source.query(
             "SELECT ts, type, name, path, device_type, browser, country, "
             "multiIf(type = 'web_vital', concat(name, ' ', toString(round(value, 3))), "
             "type = 'error', substring(error_message, 1, 160), type = 'click', substring(selector, 1, 160), "
             "type = 'scroll', concat(toString(value), '%'), type = 'custom', name, "
             "substring(title, 1, 160)) AS detail "
-            f"FROM {t} WHERE {where} ORDER BY ts DESC, event_id LIMIT {{limit:UInt32}}", p,
-            ("ts", "type", "name", "path", "device_type", "browser", "country", "detail"))
-        return Report("recent", p, {"events": len(res.rows)}, res)
+            f"FROM {t} WHERE {where} ORDER BY ts DESC, event_id LIMIT {{limit:UInt32}}",
+            parameters=params, settings=self.settings)
+        if not res.columns:
+            return QueryResult(["ts", "type", "name", "path", "device_type", "browser", "country", "detail"],
+                               ["String"] * 8, [])
+        return res
 
 
 def rating(metric: str, value: float) -> str:
@@ -386,17 +422,6 @@ def rating(metric: str, value: float) -> str:
     if value <= good:
         return "good"
     return "poor" if value > poor else "needs-improvement"
-
-
-def _zero_fill(series: QueryResult, p: ReportParams) -> QueryResult:
-    """Every bucket of the range, with zeros where nothing happened."""
-    width = len(series.columns) - 1
-    by_bucket = {_as_utc(r[0]): r for r in series.rows}
-    rows = []
-    for b in p.buckets():
-        r = by_bucket.get(b)
-        rows.append([b, *(int(v or 0) for v in r[1:])] if r else [b, *([0] * width)])
-    return QueryResult(series.columns, series.types, rows)
 
 
 def _as_utc(t: Any) -> datetime:

@@ -15,7 +15,8 @@ from obsd.store import Store
 from obsd.testing import now_ms
 from tests import traffic
 
-ROLLUPS = ["events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly", "errors_hourly"]
+ROLLUPS = ["events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly",
+           "vitals_metric_hourly", "errors_hourly"]
 
 
 def _all_statements(cluster: str, *, down: bool = False) -> list[str]:

@@ -51,6 +51,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
             assert d.post(traffic.envelope_of(s), headers={"User-Agent": s.agent}).status == 202
         total = sum(len(s.events) for s in sessions)
         assert d.wait_for("SELECT count() FROM obsd.events", total) == total
+        traffic.settle(d, sessions)
         shot = Path(os.environ.get("DASHBOARD_SCREENSHOT") or root / "dashboard.png")
         res = subprocess.run(["node", str(SCRIPT), d.base, ADMIN_TOKEN, str(shot)], capture_output=True, text=True,
                              timeout=90, env={**os.environ, "CHROMIUM": CHROMIUM})

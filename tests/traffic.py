@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from obsd.store import Store
+from obsd.testing import ADMIN_TOKEN, Daemon, http
 
 # (User-Agent, browser, os, device_type) — the parsed values are what obsd's UA parser reports.
 AGENTS = [
@@ -58,7 +60,8 @@ def sessions(n: int, *, now_ms: int, span_h: float = 20.0, seed: int = 7, bots: 
     for i in range(n + bots):
         bot = i >= n
         agent = BOT_AGENT if bot else AGENTS[rnd.randrange(len(AGENTS))][0]
-        start = now_ms - int(rnd.uniform(0.05, span_h) * 3_600_000)
+        # A session lasts at most ~8 minutes; starting 12+ minutes back keeps every event in the past.
+        start = now_ms - int(rnd.uniform(0.2, span_h) * 3_600_000)
         s = Session(agent, hashlib.sha1(f"{seed}-{i}".encode()).hexdigest()[:16], rnd.choice(REFERRERS))
         t = start
         for _ in range(rnd.randint(1, 4)):
@@ -128,3 +131,16 @@ def insert(store: Store, sess: list[Session], project: str = "demo", token: str 
     rows = [r for s in sess for r in rows_of(s, project)]
     store.insert_ndjson("events", "\n".join(json.dumps(r) for r in rows).encode(), token=token)
     return len(rows)
+
+
+def settle(d: Daemon, sessions: list[Session], project: str = "demo", timeout: float = 10.0) -> None:
+    """Wait until the overview report counts every pageview sent (views commit just after the events part)."""
+    expected = sum(1 for s in sessions if s.agent != BOT_AGENT for e in s.events if e["type"] == "pageview")
+    deadline = time.monotonic() + timeout
+    while True:
+        r = http("GET", f"{d.base}/v1/stats/overview?project={project}",
+                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        if r.status == 200 and r.json()["summary"]["pageviews"] == expected:
+            return
+        assert time.monotonic() < deadline, f"the rollups did not catch up: {r.status} {r.body[:300]!r}"
+        time.sleep(0.05)

@@ -249,7 +249,8 @@ async function refreshLive() {
   clearTimeout(state.liveTimer);
   const seq = ++state.liveSeq;
   try {
-    const rep = await api("/v1/stats/recent", { project: state.project, since: "1h", limit: 20 });
+    // Ranges are whole hours: 2h is the current and the previous hour, so always at least the last 60 minutes.
+    const rep = await api("/v1/stats/recent", { project: state.project, since: "2h", limit: 20 });
     if (seq === state.liveSeq) {
       renderLive(rep);
       document.body.dataset.liveReady = "1";
