@@ -54,6 +54,7 @@ class ReportParams:
     path: str | None = None
     type: str | None = None
     by: str = "metric"
+    open_end: bool = False  # until is "now": nothing is stored after it yet
 
     def sql_params(self) -> dict[str, Any]:
         """Bind parameters shared by every report query."""
@@ -206,7 +207,8 @@ def parse_params(raw: Mapping[str, str], *, default_project: str | None = None,
     by = raw.get("by") or "metric"
     if by not in ("metric", "path", "device"):
         raise ReportError(f"by={by!r}: use metric, path or device")
-    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by)
+    open_end = (raw.get("until") or "now").strip() == "now"
+    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by, open_end)
 
 
 class Reports:
@@ -247,13 +249,27 @@ class Reports:
         t = self.table("events_hourly")
         # Only pageview rows' uniq states are read (type is a key column, so the filter runs first);
         # the range's uniques merge the per-bucket states, not every hourly state again.
-        pageviews = self._where("type = 'pageview'")
+        pv_where = self._where("type = 'pageview'")
+        if p.bucket == "day" and p.since == floor_day(p.since) and (p.open_end or p.until == floor_day(p.until)):
+            # Whole days (today counts whole while the range runs to now): one state per day from
+            # traffic_daily instead of 24 from events_hourly.
+            source = ("SELECT toDateTime(day, 'UTC') AS bucket, sum(pageviews) AS pageviews, "
+                      "uniqMergeState(visitors) AS v, uniqMergeState(sessions) AS s "
+                      f"FROM {self.table('traffic_daily')} "
+                      "WHERE project_id = {project:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')) "
+                      "AND day < toDate(toDateTime({until:UInt32} - 1, 'UTC')) + 1 GROUP BY bucket")
+        else:
+            source = (f"SELECT {self._bucket(p)} AS bucket, sum(events) AS pageviews, uniqMergeState(visitors) AS v, "
+                      f"uniqMergeState(sessions) AS s FROM {t} WHERE {pv_where} "
+                      "GROUP BY bucket")
+        daily = source.startswith("SELECT toDateTime(day")
+        # Visitor ids rotate every UTC day, so over whole days the distinct ids are the sum of each
+        # day's: only sessions need their daily states merged for the range's total.
+        total_v = "sum(visitors) OVER ()" if daily else "uniqMerge(v) OVER ()"
         uniques = self._q(
             "SELECT bucket, pageviews, finalizeAggregation(v) AS visitors, finalizeAggregation(s) AS sessions, "
-            "uniqMerge(v) OVER () AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ("
-            f"SELECT {self._bucket(p)} AS bucket, sum(events) AS pageviews, uniqMergeState(visitors) AS v, "
-            f"uniqMergeState(sessions) AS s FROM {t} WHERE {pageviews} GROUP BY bucket"
-            ") ORDER BY bucket", p)
+            f"{total_v} AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ({source}) "
+            "ORDER BY bucket", p)
         counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sum(r.events) AS events, "
                          f"sumIf(r.events, r.type = 'error') AS errors FROM {t} AS r WHERE {self._where()} "
                          "GROUP BY bucket", p)

@@ -15,7 +15,7 @@ from obsd.store import Store
 from obsd.testing import now_ms
 from tests import traffic
 
-ROLLUPS = ["events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly",
+ROLLUPS = ["events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly", "traffic_daily",
            "vitals_metric_hourly", "errors_hourly"]
 
 
@@ -58,7 +58,8 @@ def test_cluster_mode_adds_a_distributed_table_per_rollup_and_for_events() -> No
     backfills = [s for s in stmts if s.startswith("INSERT INTO")]
     assert len(backfills) == len(ROLLUPS)
     for s in backfills:
-        assert re.match(r"INSERT INTO obsd\.\w+_hourly_all\b", s) and "FROM obsd.events_all " in s
+        m = re.match(r"INSERT INTO obsd\.(\w+)_all\b", s)
+        assert m and m.group(1) in ROLLUPS and "FROM obsd.events_all " in s
     views = [s for s in stmts if s.startswith("CREATE MATERIALIZED VIEW")]
     assert len(views) == len(ROLLUPS)
     for v in views:  # views fire on each node's local inserts and write local rollups

@@ -81,12 +81,21 @@ def test_overview_matches_raw_events(store: Store, reports: Reports) -> None:
     assert sum(r[1] for r in rep.rows) == pv
 
 
-def test_daily_buckets_for_longer_ranges(reports: Reports) -> None:
-    """A 7-day range is bucketed by day, zero-filled, and still sums to the total."""
-    rep = reports.overview(_params(since="7d"))
+def test_daily_buckets_for_longer_ranges(store: Store, reports: Reports) -> None:
+    """A 7-day range is bucketed by day (from the daily rollup) and equals raw per-day counts and uniques."""
+    p = _params(since="7d")
+    rep = reports.overview(p)
     assert rep.params.bucket == "day" and len(rep.rows) == 7
     assert rep.rows[-1][0] == datetime(2025, 3, 10, tzinfo=UTC)
-    assert sum(r[1] for r in rep.rows) == rep.summary["pageviews"]
+    raw = {r[0]: r[1:] for r in _raw(
+        store, "SELECT toDate(ts) AS d, count(), uniq(visitor_id), uniq(session_id) FROM obsd.events "
+        "WHERE $where AND type = 'pageview' GROUP BY d", p)}
+    assert {r[0].date(): tuple(r[1:4]) for r in rep.rows if r[1]} == {d: tuple(v) for d, v in raw.items()}
+    (vis, ses), = _raw(store, "SELECT uniq(visitor_id), uniq(session_id) FROM obsd.events "
+                       "WHERE $where AND type = 'pageview'", p)
+    assert (rep.summary["visitors"], rep.summary["sessions"]) == (vis, ses)
+    hourly = reports.overview(_params(since="7d", until="2025-03-10T13:00"))  # a closed range: events_hourly
+    assert hourly.summary == rep.summary and [r[:4] for r in hourly.rows] == [r[:4] for r in rep.rows]
 
 
 def test_pages_referrers_devices_match_raw(store: Store, reports: Reports) -> None:
@@ -212,7 +221,7 @@ def test_backfill_gives_the_same_reports_as_the_views(scratch: Store) -> None:
     r = Reports(s, s.database)
     before = {name: r.run(name, _params()).to_json() for name in REPORTS}
     assert before["overview"]["summary"]["pageviews"] > 0
-    assert [x.version for x in m.down(2)] == [3, 2]
+    assert [x.version for x in m.down(3)] == [4, 3, 2]
     m.up()
     assert {name: r.run(name, _params()).to_json() for name in REPORTS} == before
 

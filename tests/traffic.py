@@ -108,9 +108,11 @@ def rows_of(s: Session, project: str = "demo") -> list[dict[str, Any]]:
     """The session as rows of obsd.events, as ingestion would store them (for direct inserts)."""
     agent = next((a for a in AGENTS if a[0] == s.agent), None)
     browser, os_, device = (agent[1], agent[2], agent[3]) if agent else ("Googlebot", "Other", "bot")
-    visitor = int.from_bytes(hashlib.sha256(s.agent.encode()).digest()[:8], "big")
     rows = []
     for e in s.events:
+        # As obsd's visitor hash: the same browser is another visitor id on each UTC day.
+        day = e["ts"] // 86_400_000
+        visitor = int.from_bytes(hashlib.sha256(f"{s.agent}|{day}".encode()).digest()[:8], "big")
         url = e.get("url", "")
         ref = e.get("referrer", "")
         ref_host = ref.split("/")[2] if ref.startswith("http") else ""
