@@ -45,6 +45,12 @@ class Metrics:
                                      ["kind"], registry=r)
         self.insert_seconds = Histogram("obsd_store_insert_seconds", "Duration of one ClickHouse insert",
                                         buckets=_LATENCY, registry=r)
+        self.commit_seconds = Histogram("obsd_spool_commit_seconds",
+                                        "Spool thread time of one group commit (compress, write, fdatasync)",
+                                        buckets=_LATENCY, registry=r)
+        self.commit_wait_seconds = Histogram("obsd_spool_commit_wait_seconds",
+                                             "Time a request waits from the ring to its commit being durable",
+                                             buckets=_LATENCY, registry=r)
         self.freshness_seconds = Histogram("obsd_freshness_seconds",
                                            "Time from spool commit to rows in ClickHouse",
                                            buckets=_LATENCY, registry=r)

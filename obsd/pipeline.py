@@ -97,7 +97,9 @@ class Pipeline:
         self.ring.offer(Chunk(data, events, done))
         self._wake.set()
         if done is not None:
+            started = time.perf_counter()
             await done
+            self.metrics.commit_wait_seconds.observe(time.perf_counter() - started)
 
     def reject(self, rows: list[DeadLetter]) -> None:
         """Keep ingest-time rejects for events_rejected."""
@@ -161,8 +163,10 @@ class Pipeline:
                 batch_started, batch_events, batch_bytes = None, 0, 0
 
     def _append(self, raw: bytes, events: int, end: bool) -> int:
+        started = time.perf_counter()
         payload = self._zstd.compress(raw) if self.durable else raw
         self.log.append(payload, events, end)
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
         return len(payload)
 
     async def stop(self) -> None:
