@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 
@@ -14,8 +13,17 @@ from obsd.settings import LimitsSettings
 
 EVENT_TYPES = frozenset({"pageview", "click", "scroll", "error", "web_vital", "custom"})
 VITALS = frozenset({"LCP", "INP", "CLS", "FCP", "TTFB"})
-RATINGS = frozenset({"good", "needs-improvement", "poor", ""})
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+EventType = Literal["pageview", "click", "scroll", "error", "web_vital", "custom"]
+Rating = Literal["good", "needs-improvement", "poor", ""]
+# What a field-level decode error means for the sender, by the field it is about.
+_FIELD_REASONS = {
+    "id": ("invalid_id", "id must be a UUID string like 0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21"),
+    "type": ("unknown_type", "unknown event type; expected one of click, custom, error, pageview, scroll, web_vital"),
+    "rating": ("invalid_rating", "rating must be good, needs-improvement or poor"),
+    "depth": ("invalid_depth", "scroll depth must be a percentage from 0 to 100"),
+    "ts": ("invalid_ts", "ts must be a number of milliseconds since the epoch"),
+}
 _SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -108,6 +116,20 @@ EVENT_STRINGS = ("url", "referrer", "title", "name", "rating", "selector", "tag"
 CONTEXT_STRINGS = ("url", "referrer", "title", "language", "timezone")
 
 
+def _explain(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """A reason code and a sentence for an event that failed to decode, naming the field."""
+    text = str(exc)
+    m = re.search(r" - at `\$\.(\w+)", text)
+    detail = text.split(" - at ")[0]
+    field = m.group(1) if m else ""
+    if field in _FIELD_REASONS:
+        code, reason = _FIELD_REASONS[field]
+        return code, f"{reason} ({detail})"
+    if "length <=" in detail:
+        return "field_too_long", f"{field} is too long: {detail}"
+    return "invalid_field", _where(exc)
+
+
 def _where(exc: msgspec.ValidationError) -> str:
     text = str(exc)
     return text.replace("$.events", "events").replace(" - at `$`", "").replace("`$.", "`")
@@ -132,9 +154,11 @@ class WireDecoder:
     def __init__(self, limits: LimitsSettings) -> None:
         bounded = Annotated[str, msgspec.Meta(max_length=limits.max_string_length)]
         stack = Annotated[str, msgspec.Meta(max_length=max(limits.max_stack_length * 4, 65_536))]
-        ident = Annotated[str, msgspec.Meta(max_length=64)]
+        uuid = Annotated[str, msgspec.Meta(pattern=_UUID_PATTERN)]
+        depth = Annotated[float, msgspec.Meta(ge=0, le=100)]
         event = msgspec.defstruct(
-            "Event", [("id", ident), ("type", ident), *((f, bounded | None, None) for f in EVENT_STRINGS),
+            "Event", [("id", uuid), ("type", EventType), *((f, bounded | None, None) for f in EVENT_STRINGS),
+                      ("rating", Rating | None, None), ("depth", depth | None, None),
                       ("stack", stack | None, None)], bases=(Event,), frozen=True)
         context = msgspec.defstruct("Context", [(f, bounded | None, None) for f in CONTEXT_STRINGS], bases=(Context,),
                                     frozen=True)
@@ -187,7 +211,8 @@ class WireDecoder:
                 events.append(self._event.decode(raw))
                 indexes.append(i)
             except msgspec.ValidationError as exc:
-                rejected.append(Rejected(i, "invalid_field", f"event {i}: {_where(exc)}", bytes(raw)))
+                code, reason = _explain(exc)
+                rejected.append(Rejected(i, code, f"event {i}: {reason}", bytes(raw)))
         env = Envelope(events=events, sdk=loose.sdk, sent_at=loose.sent_at, session_id=loose.session_id,
                        context=loose.context, environment=loose.environment, dropped=loose.dropped)
         return Decoded(env, indexes, rejected)
@@ -230,13 +255,8 @@ class Validator:
 
     def check(self, e: Event, now: float) -> tuple[str, str] | None:
         """None when the event is good, else (reason code, human reason)."""
+        # id, type, rating, depth and string lengths were checked by WireDecoder while parsing.
         lim = self.limits
-        if e.type not in EVENT_TYPES:
-            return "unknown_type", f"unknown event type {e.type[:40]!r}; expected one of {sorted(EVENT_TYPES)}"
-        if len(e.id) != 36 or not _UUID.fullmatch(e.id):
-            return "invalid_id", "id must be a UUID string like 0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21"
-        if not math.isfinite(e.ts):
-            return "invalid_ts", "ts must be a finite number of milliseconds since the epoch"
         age = now - e.ts / 1000
         if age > lim.max_event_age_s:
             return "ts_too_old", f"ts is more than {lim.max_event_age_s} s in the past (limits.max_event_age_s)"
@@ -246,10 +266,8 @@ class Validator:
         if t == "web_vital":
             if e.name not in VITALS:
                 return "invalid_vital", f"web_vital name must be one of {sorted(VITALS)}"
-            if e.value is None or not math.isfinite(e.value) or e.value < 0:
+            if e.value is None or e.value < 0:
                 return "invalid_value", "web_vital value must be a finite number ≥ 0"
-            if (e.rating or "") not in RATINGS:
-                return "invalid_rating", "rating must be good, needs-improvement or poor"
         elif t == "custom":
             if not e.name:
                 return "missing_name", "custom events need a name"
@@ -258,10 +276,8 @@ class Validator:
         elif t == "error":
             if not e.message:
                 return "missing_message", "error events need a message"
-        elif t == "scroll" and (e.depth is None or not 0 <= e.depth <= 100):
-            return "invalid_depth", "scroll depth must be a percentage from 0 to 100"
-        if e.value is not None and not math.isfinite(e.value):
-            return "invalid_value", "value must be a finite number"
+        elif t == "scroll" and e.depth is None:
+            return "invalid_depth", "scroll events need a depth from 0 to 100"
         if e.props is not None:
             problem = self._check_props(e.props)
             if problem:
