@@ -21,6 +21,8 @@ from obsd.writer import DeadLetter, Writer
 
 log = structlog.get_logger("obsd.pipeline")
 
+_MAX_STRETCH = 8  # an open batch waits for a busy writer at most this many batch intervals
+
 
 class Overloaded(ObsdError):
     """obsd cannot promise to keep more events right now; the client should retry later."""
@@ -125,7 +127,8 @@ class Pipeline:
         while True:
             if self._closing and not self.ring and batch_started is None:
                 return
-            timeout = None if batch_started is None else max(0.0, batch_started + interval - time.monotonic())
+            # Past its interval, an open batch waits (polling) for the writer to be free; see _batch_due.
+            timeout = None if batch_started is None else max(0.005, batch_started + interval - time.monotonic())
             if not self.ring and not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -134,7 +137,7 @@ class Pipeline:
             chunks = self.ring.take(max(1, p.batch_max_events - batch_events),
                                     max(1, p.batch_max_bytes - batch_bytes))
             if not chunks:
-                if batch_started is not None and (now - batch_started >= interval or self._closing):
+                if batch_started is not None and (self._batch_due(now - batch_started, interval) or self._closing):
                     await loop.run_in_executor(self._io, self.log.append, b"", 0, True)
                     batch_started, batch_events, batch_bytes = None, 0, 0
                 continue
@@ -145,7 +148,7 @@ class Pipeline:
             batch_events += events
             batch_bytes += len(raw)
             end = (batch_events >= p.batch_max_events or batch_bytes >= p.batch_max_bytes
-                   or now - batch_started >= interval)
+                   or self._batch_due(now - batch_started, interval))
             try:
                 written = await loop.run_in_executor(self._io, self._append, raw, events, end)
             except Exception as exc:
@@ -161,6 +164,19 @@ class Pipeline:
                     c.done.set_result(None)
             if end:
                 batch_started, batch_events, batch_bytes = None, 0, 0
+
+    def _batch_due(self, age: float, interval: float) -> bool:
+        """Whether an open batch of this age should close now.
+
+        Each insert has a large fixed cost (the rollup views cost ~0.25 s per insert here, whatever
+        its size), so a writer that is still busy gets one bigger batch rather than a queue of small
+        ones: the batch stays open past its interval until the writer has nothing waiting, up to
+        the size limits or _MAX_STRETCH intervals. The cut is still written into the log, so a
+        replay cuts the same batches.
+        """
+        if age < interval:
+            return False
+        return age >= interval * _MAX_STRETCH or self.log.pending_batches == 0
 
     def _append(self, raw: bytes, events: int, end: bool) -> int:
         started = time.perf_counter()

@@ -239,6 +239,11 @@ class Spool:
         return self.size_bytes >= self.max_bytes
 
     @property
+    def pending_batches(self) -> int:
+        """Closed batches not yet in the store, including the one the writer is inserting."""
+        return len(self._pending)
+
+    @property
     def batch_open(self) -> bool:
         """True when records were appended since the last end-of-batch flag."""
         return self._open_start is not None
@@ -355,6 +360,11 @@ class MemoryLog:
     def over_budget(self) -> bool:
         """True when the in-memory backlog has reached its bound."""
         return self._bytes >= self.max_bytes
+
+    @property
+    def pending_batches(self) -> int:
+        """Closed batches not yet in the store, including the one the writer is inserting."""
+        return len(self._batches)
 
     @property
     def batch_open(self) -> bool:
