@@ -16,56 +16,8 @@ from obsd.settings import Settings
 from obsd.wire import Decoded, Event, Rejected, Validator
 
 
-class Row(msgspec.Struct, omit_defaults=True):
-    """One row of obsd.events; empty fields are omitted and ClickHouse fills in column defaults."""
-
-    project_id: str
-    event_id: str
-    type: str
-    ts: float
-    received_at: float
-    name: str = ""
-    session_id: str = ""
-    visitor_id: int = 0
-    url: str = ""
-    hostname: str = ""
-    path: str = ""
-    referrer: str = ""
-    referrer_host: str = ""
-    title: str = ""
-    utm_source: str = ""
-    utm_medium: str = ""
-    utm_campaign: str = ""
-    browser: str = ""
-    browser_version: str = ""
-    os: str = ""
-    os_version: str = ""
-    device_type: str = ""
-    is_bot: bool = False
-    country: str = ""
-    language: str = ""
-    timezone: str = ""
-    screen_width: int = 0
-    screen_height: int = 0
-    viewport_width: int = 0
-    viewport_height: int = 0
-    value: float = 0.0
-    rating: str = ""
-    selector: str = ""
-    tag: str = ""
-    href: str = ""
-    error_message: str = ""
-    error_stack: str = ""
-    error_source: str = ""
-    error_line: int = 0
-    error_col: int = 0
-    props: str = ""
-    environment: str = ""
-    sdk: str = ""
-
-
 class EventPart(msgspec.Struct, omit_defaults=True):
-    """The columns of a row that differ per event."""
+    """The columns of an obsd.events row that differ per event (with Common, a whole row)."""
 
     event_id: str
     type: str

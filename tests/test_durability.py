@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from obsd.enrich import Row
 from obsd.spool import Spool
 from obsd.store import Store
 from obsd.testing import WRITE_KEY, Daemon, envelope, event, http
@@ -146,8 +145,8 @@ def test_full_spool_answers_503_with_retry_after_and_keeps_what_it_acked(tmp_pat
 
 def _rows(n: int, tag: str) -> bytes:
     now = time.time()
-    rows = [Row(project_id="demo", event_id=str(uuid.uuid4()), type="custom", ts=now, received_at=now,
-                name=f"{tag}-{i}") for i in range(n)]
+    rows = [{"project_id": "demo", "event_id": str(uuid.uuid4()), "type": "custom", "ts": now, "received_at": now,
+             "name": f"{tag}-{i}"} for i in range(n)]
     import msgspec
     return msgspec.json.Encoder().encode_lines(rows)
 
