@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import ssl
 import time
@@ -186,6 +187,11 @@ class Server:
         log.info("obsd.started", listen=f"{host}:{self.port}", store=redact(self.settings.dsn),
                  durability=self.settings.spool.durability, projects=[p.id for p in self.settings.projects],
                  version=__version__)
+        # Startup leaves many long-lived objects (UA rules, settings, modules); a full
+        # collection walked them all (~80 ms pauses on the loop, the worst ingest latency seen).
+        # Frozen, they are never scanned again; only what serving allocates is collected.
+        gc.collect()
+        gc.freeze()
         if self._on_ready:
             self._on_ready()
         self.notifier.ready(f"accepting events on {host}:{self.port}")
