@@ -22,6 +22,7 @@ from obsd.writer import DeadLetter, Writer
 log = structlog.get_logger("obsd.pipeline")
 
 _MAX_STRETCH = 8  # an open batch waits for a busy writer at most this many batch intervals
+_BACKLOG_BATCHES = 2  # requests wait while more than this many full batches wait for the store
 
 
 class Overloaded(ObsdError):
@@ -95,6 +96,7 @@ class Pipeline:
     async def submit(self, data: bytes, events: int) -> None:
         """Accept encoded rows; returns once they are durable (or buffered, in memory mode)."""
         self.check_capacity(events, len(data))
+        await self._pace()
         done = asyncio.get_running_loop().create_future() if self.durable else None
         self.ring.offer(Chunk(data, events, done))
         self._wake.set()
@@ -102,6 +104,19 @@ class Pipeline:
             started = time.perf_counter()
             await done
             self.metrics.commit_wait_seconds.observe(time.perf_counter() - started)
+
+    async def _pace(self) -> None:
+        """Hold a request while the store is behind by more than _BACKLOG_BATCHES full batches.
+
+        The loop and the store's threads share the CPU: when the loop acknowledges faster than
+        the writer lands, the backlog only grows (and the engine, niced below the loop, gets even
+        less CPU). Waiting here costs no CPU, so the store catches up and acknowledgements follow
+        what lands. Not while the store is down: then the spool absorbs, up to its budget.
+        """
+        limit = _BACKLOG_BATCHES * self.settings.pipeline.batch_max_events
+        while (self.log.backlog_events + self.ring.events > limit and self.writer.healthy
+               and not self._closing):
+            await asyncio.sleep(0.005)
 
     def reject(self, rows: list[DeadLetter]) -> None:
         """Keep ingest-time rejects for events_rejected."""

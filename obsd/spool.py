@@ -244,6 +244,11 @@ class Spool:
         return len(self._pending)
 
     @property
+    def backlog_events(self) -> int:
+        """Events written but not yet in the store, the open batch included."""
+        return self.pending_events + self._open_events
+
+    @property
     def batch_open(self) -> bool:
         """True when records were appended since the last end-of-batch flag."""
         return self._open_start is not None
@@ -365,6 +370,11 @@ class MemoryLog:
     def pending_batches(self) -> int:
         """Closed batches not yet in the store, including the one the writer is inserting."""
         return len(self._batches)
+
+    @property
+    def backlog_events(self) -> int:
+        """Events written but not yet in the store, the open batch included."""
+        return self.pending_events + self._open_events
 
     @property
     def batch_open(self) -> bool:

@@ -13,6 +13,7 @@ import msgspec
 import structlog
 import zstandard
 
+from obsd.cpupriority import lower_foreign_threads
 from obsd.metrics import Metrics
 from obsd.spool import Batch
 from obsd.store import Store, is_data_error, short_error
@@ -44,6 +45,9 @@ class _RowProject(msgspec.Struct):
 
 
 _row_project = msgspec.json.Decoder(_RowProject)
+# chDB's threads run this much nicer than the event loop: they take the CPU the loop leaves, and
+# the loop's latency no longer depends on how busy an insert keeps them.
+ENGINE_NICENESS = 10
 _encode_lines = msgspec.json.Encoder().encode_lines
 
 
@@ -151,6 +155,8 @@ class Writer(threading.Thread):
                     self.metrics.inserted.inc(batch.events)
                     self.metrics.inserted_bytes.inc(len(batch.payload))
                     self.last_insert_at = time.time()
+                    if store.embedded:  # the engine may have started new threads for this insert
+                        lower_foreign_threads(ENGINE_NICENESS)
                     return True
             if not self._backoff(attempt):
                 return False
