@@ -196,7 +196,7 @@ class Pipeline:
     def _append(self, raw: bytes, events: int, end: bool) -> int:
         started = time.perf_counter()
         payload = self._zstd.compress(raw) if self.durable else raw
-        self.log.append(payload, events, end)
+        self.log.append(payload, events, end, raw)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         return len(payload)
 

@@ -29,6 +29,9 @@ HEADER = struct.Struct("<IBIII")  # magic, flags, events, payload length, crc32(
 FLAG_END = 1
 _MAX_RECORD = 1 << 30
 _SUFFIX = ".wal"
+# Uncompressed rows of the newest batches kept for the writer, so a writer that keeps up inserts
+# them without reading the spool back and decompressing it; beyond this it reads the disk.
+_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,11 @@ class Spool:
         self._seq = 0
         self._open_start: int | None = None
         self._open_events = 0
+        self._open_crc = 0  # crc32 of the open batch's payloads, as next_batch computes it from disk
+        self._open_plain: list[bytes] | None = []
+        self._open_plain_bytes = 0
+        self._cache: dict[tuple[int, int], tuple[bytes, int]] = {}  # (segment, start) -> rows, crc
+        self._cache_bytes = 0
         self._next_seq = 1
         self._readers: dict[int, int] = {}
         self._total = 0
@@ -253,8 +261,11 @@ class Spool:
         """True when records were appended since the last end-of-batch flag."""
         return self._open_start is not None
 
-    def append(self, payload: bytes, events: int, end: bool) -> None:
-        """Write one record and make it durable; FLAG_END closes the insert batch it belongs to."""
+    def append(self, payload: bytes, events: int, end: bool, plain: bytes | None = None) -> None:
+        """Write one record and make it durable; FLAG_END closes the insert batch it belongs to.
+
+        `plain` is the payload uncompressed: kept in memory, the writer can insert it as is.
+        """
         record = encode_record(payload, events, end)
         offset = self._sizes[self._seq]
         try:
@@ -267,6 +278,7 @@ class Spool:
             with self._cond:
                 self._total += size - offset
                 self._sizes[self._seq] = size
+                self._open_plain = None  # this batch is read back from disk, as it always was
             raise SpoolError(f"cannot write the spool in {self.dir}: {exc.strerror}") from exc
         with self._cond:
             self._sizes[self._seq] = offset + len(record)
@@ -274,9 +286,20 @@ class Spool:
             if self._open_start is None:
                 self._open_start = offset
             self._open_events += events
+            self._open_crc = zlib.crc32(payload, self._open_crc)
+            if payload and self._open_plain is not None:
+                if plain is None or self._cache_bytes + self._open_plain_bytes + len(plain) > _CACHE_BYTES:
+                    self._open_plain = None
+                else:
+                    self._open_plain.append(plain)
+                    self._open_plain_bytes += len(plain)
             if end:
                 span = _Span(self._seq, self._open_start, offset + len(record), self._open_events)
+                if span.events and self._open_plain is not None:
+                    self._cache[(span.segment, span.start)] = (b"".join(self._open_plain), self._open_crc)
+                    self._cache_bytes += self._open_plain_bytes
                 self._open_start, self._open_events = None, 0
+                self._open_crc, self._open_plain, self._open_plain_bytes = 0, [], 0
                 if span.events:
                     self._pending.append(span)
                     self.pending_events += span.events
@@ -300,6 +323,11 @@ class Spool:
             if not self._pending:
                 return None
             span = self._pending[0]
+            cached = self._cache.get((span.segment, span.start))
+        if cached is not None:
+            rows, crc = cached
+            token = f"obsd-{span.segment}-{span.start}-{crc:08x}"
+            return Batch(span.segment, span.start, span.end, span.events, rows, False, token)
         buf = os.pread(self._reader(span.segment), span.end - span.start, span.start)
         parts: list[bytes] = []
         off = 0
@@ -323,6 +351,9 @@ class Spool:
             if (head.segment, head.start) != (batch.segment, batch.start):
                 raise SpoolError(f"spool committed out of order: {batch.segment}:{batch.start}")
             self.pending_events -= head.events
+            cached = self._cache.pop((head.segment, head.start), None)
+            if cached is not None:
+                self._cache_bytes -= len(cached[0])
             self._write_checkpoint(batch.segment, batch.end)
             oldest = self._pending[0].segment if self._pending else self._seq
             for seq in [s for s in self._sizes if s < oldest and s != self._seq]:
@@ -381,8 +412,8 @@ class MemoryLog:
         """True when rows were appended since the last end-of-batch."""
         return bool(self._parts)
 
-    def append(self, payload: bytes, events: int, end: bool) -> None:
-        """Add rows; `end` closes the batch."""
+    def append(self, payload: bytes, events: int, end: bool, plain: bytes | None = None) -> None:
+        """Add rows (`payload` is already uncompressed; `plain` is unused); `end` closes the batch."""
         with self._cond:
             if payload:
                 self._parts.append(payload)
