@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,13 +83,20 @@ def serve(
         raise _fail(exc) from exc
 
 
-def _migrator(config: Path | None) -> Any:
+def _with_migrator(config: Path | None, action: Callable[[Any], Any]) -> Any:
+    """Open the store named by the config, run `action` on a Migrator, close the store."""
     from obsd.migrations import Migrator
     from obsd.store import Store
 
-    settings = _settings(config)
-    store = Store(settings.dsn, settings.clickhouse.database)
-    return Migrator(store, cluster=settings.clickhouse.cluster)
+    try:
+        settings = _settings(config)
+        store = Store(settings.dsn, settings.clickhouse.database)
+        try:
+            return action(Migrator(store, cluster=settings.clickhouse.cluster))
+        finally:
+            store.close()
+    except ObsdError as exc:
+        raise _fail(exc) from exc
 
 
 @migrate_app.command("up")
@@ -97,14 +105,7 @@ def migrate_up(
     to: Annotated[int | None, typer.Option("--to", help="Stop after this version.")] = None,
 ) -> None:
     """Apply pending migrations in order (a no-op when there are none)."""
-    try:
-        m = _migrator(config)
-        try:
-            done = m.up(to=to)
-        finally:
-            m.store.close()
-    except ObsdError as exc:
-        raise _fail(exc) from exc
+    done = _with_migrator(config, lambda m: m.up(to=to))
     if not done:
         out.print("Nothing to apply: the store is up to date.")
     for mig in done:
@@ -117,14 +118,7 @@ def migrate_down(
     steps: Annotated[int, typer.Option("--steps", help="How many migrations to revert.")] = 1,
 ) -> None:
     """Revert the most recent migrations."""
-    try:
-        m = _migrator(config)
-        try:
-            done = m.down(steps=steps)
-        finally:
-            m.store.close()
-    except ObsdError as exc:
-        raise _fail(exc) from exc
+    done = _with_migrator(config, lambda m: m.down(steps=steps))
     if not done:
         out.print("Nothing to revert.")
     for mig in done:
@@ -134,14 +128,7 @@ def migrate_down(
 @migrate_app.command("status")
 def migrate_status(config: ConfigOpt = None) -> None:
     """Show every migration and whether it is applied."""
-    try:
-        m = _migrator(config)
-        try:
-            rows = m.status()
-        finally:
-            m.store.close()
-    except ObsdError as exc:
-        raise _fail(exc) from exc
+    rows = _with_migrator(config, lambda m: m.status())
     table = Table(title="Migrations")
     table.add_column("version", justify="right")
     table.add_column("name")
