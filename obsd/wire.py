@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import msgspec
 
@@ -14,6 +15,7 @@ from obsd.settings import LimitsSettings
 EVENT_TYPES = frozenset({"pageview", "click", "scroll", "error", "web_vital", "custom"})
 VITALS = frozenset({"LCP", "INP", "CLS", "FCP", "TTFB"})
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+T = TypeVar("T")
 EventType = Literal["pageview", "click", "scroll", "error", "web_vital", "custom"]
 Rating = Literal["good", "needs-improvement", "poor", ""]
 # What a field-level decode error means for the sender, by the field it is about.
@@ -186,21 +188,19 @@ class WireDecoder:
     def decode(self, body: bytes) -> Decoded:
         """One msgspec call when all is well; per-event decoding only to locate bad events."""
         try:
-            env = self._envelope.decode(body)
+            env = _malformed_is_400(self._envelope.decode, body)
         except msgspec.ValidationError:
             pass
-        except msgspec.DecodeError as exc:
-            raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise WireError("invalid_json", f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
         else:
             if self.reject_duplicate_keys:
                 self._check_duplicate_keys(body)
             return Decoded(env, None, [])
+        # A field failed validation; it may sit before malformed JSON, so every step below must also
+        # turn malformed input into a 400, not only the first.
         if self.reject_duplicate_keys:
             self._check_duplicate_keys(body)
         try:
-            loose = self._loose.decode(body)
+            loose = _malformed_is_400(self._loose.decode, body)
         except msgspec.ValidationError as exc:
             raise WireError("invalid_envelope", f"the envelope does not match the wire format: {_where(exc)}") from exc
         events: list[Event] = []
@@ -208,7 +208,7 @@ class WireDecoder:
         indexes: list[int] = []
         for i, raw in enumerate(loose.events):
             try:
-                events.append(self._event.decode(raw))
+                events.append(_malformed_is_400(self._event.decode, raw))
                 indexes.append(i)
             except msgspec.ValidationError as exc:
                 code, reason = _explain(exc)
@@ -216,6 +216,18 @@ class WireDecoder:
         env = Envelope(events=events, sdk=loose.sdk, sent_at=loose.sent_at, session_id=loose.session_id,
                        context=loose.context, environment=loose.environment, dropped=loose.dropped)
         return Decoded(env, indexes, rejected)
+
+
+def _malformed_is_400(decode: Callable[[Any], T], data: Any) -> T:
+    """Run a msgspec decode; malformed JSON or bad UTF-8 anywhere is the body's fault: WireError."""
+    try:
+        return decode(data)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:
+        raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise WireError("invalid_json", f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
 class _DuplicateKey(ValueError):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obsd.settings import LimitsSettings
-from obsd.wire import Validator, WireError, decode
+from obsd.wire import Validator, WireDecoder, WireError, decode
 from tests.strategies import invalid_event, valid_event
 
 NOW_MS = int(time.time() * 1000)
@@ -59,6 +59,7 @@ def test_fast_path_keeps_client_indexes() -> None:
     (b"\xff\xfe", "invalid_json"),
     (b'{"events": [{"id": "\xff\xfe", "type": "pageview", "ts": 1}]}', "invalid_json"),
     (b'{"events": [{"id": "a", "type": "b", "type": "c", "ts": 1}]}', "duplicate_key"),
+    (b'{"events": [{"id": "a", "type": "web_vital", "ts": NaN}]}', "invalid_json"),  # invalid field, then bad JSON
     (b'{"events": [], "events": []}', "duplicate_key"),
 ])
 def test_envelope_errors_name_the_problem(body: bytes, code: str) -> None:
@@ -92,3 +93,19 @@ def test_null_is_accepted_wherever_a_string_may_be_absent() -> None:
     d = decode(body)
     assert d.rejected == [] and len(d.envelope.events) == 1
     assert d.envelope.context.referrer is None and d.envelope.session_id is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(valid_event(NOW_MS), invalid_event(NOW_MS)), min_size=1, max_size=5),
+       st.integers(0, 10_000), st.sampled_from([b"NaN", b"\xff\xfe", b"}", b"[", b'"', b",,", b"\\u12", b""]),
+       st.booleans())
+def test_a_corrupted_body_is_refused_as_a_whole_never_a_crash(events: list[dict[str, object]], pos: int,
+                                                              junk: bytes, dup_check: bool) -> None:
+    """Junk spliced anywhere into a batch (after good or bad fields alike) decodes or raises WireError."""
+    body = _env(events)
+    at = pos % (len(body) + 1)
+    broken = body[:at] + junk + body[at:]
+    try:
+        WireDecoder(LimitsSettings(reject_duplicate_keys=dup_check)).decode(broken)
+    except WireError as exc:
+        assert exc.code in {"invalid_json", "invalid_envelope", "duplicate_key"}
