@@ -12,8 +12,8 @@ import msgspec
 from obsd.privacy.scrub import UrlScrubber, scrub_props, scrub_text
 from obsd.privacy.useragent import UserAgentInfo, parse_user_agent
 from obsd.privacy.visitor import VisitorHasher
-from obsd.settings import Settings
-from obsd.wire import Decoded, Event, Rejected, Validator
+from obsd.settings import LimitsSettings, Settings
+from obsd.wire import Decoded, Event, Rejected, Validator, WireDecoder
 
 
 class EventPart(msgspec.Struct, omit_defaults=True):
@@ -105,14 +105,20 @@ class RowEncoder:
 
     def __init__(self, settings: Settings, salt_dir: Path | None) -> None:
         self.settings = settings
-        self.validator = Validator(settings.limits)
         self.urls = UrlScrubber(settings.privacy.allowed_query_params)
         self.visitors = VisitorHasher(salt_dir)
         self.drop_bots = settings.privacy.drop_bots
-        self.max_stack = settings.limits.max_stack_length
         encoder = msgspec.json.Encoder()
         self._encode_lines = encoder.encode_lines
         self._encode = encoder.encode
+        self.apply_limits(settings.limits)
+
+    def apply_limits(self, limits: LimitsSettings) -> None:
+        """Take event limits; the decoder checks some of them while parsing and the validator relies on
+        that, so the two are always built from the same limits."""
+        self.decoder = WireDecoder(limits)
+        self.validator = Validator(limits)
+        self.max_stack = limits.max_stack_length
 
     def encode(self, project_id: str, decoded: Decoded, client: Client, now: float) -> Encoded:
         """Validate and enrich every event of a batch and encode the good ones as NDJSON rows."""

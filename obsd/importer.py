@@ -28,7 +28,7 @@ from obsd.metrics import Metrics
 from obsd.pipeline import Overloaded, Pipeline
 from obsd.settings import Settings
 from obsd.tail import TailHub
-from obsd.wire import WireError, decode
+from obsd.wire import WireError
 from obsd.writer import DeadLetter
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -77,7 +77,7 @@ def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float) -> 
         if not line.strip():
             continue
         try:
-            decoded = decode(line)
+            decoded = encoder.decoder.decode(line)
             c = _client.decode(line).client
             enc = encoder.encode(project, decoded, Client(c.ip, c.user_agent[:512], c.country[:2].upper()), now)
         except (WireError, msgspec.ValidationError) as exc:

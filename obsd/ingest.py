@@ -18,7 +18,7 @@ from obsd.privacy.origins import OriginPolicy
 from obsd.privacy.ratelimit import TokenBucketLimiter
 from obsd.settings import ProjectSettings, Settings
 from obsd.tail import TailHub
-from obsd.wire import Rejected, Validator, WireDecoder, WireError
+from obsd.wire import Rejected, WireError
 from obsd.writer import DeadLetter
 
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
@@ -72,10 +72,8 @@ class Ingest:
         """Take new projects, keys and limits (on start and on reload)."""
         self.settings = settings
         self.projects = Projects(settings.projects)
-        self.decoder = WireDecoder(settings.limits)
         self.ips = ClientIpResolver(settings.server.trusted_proxies)
-        self.encoder.validator = Validator(settings.limits)
-        self.encoder.max_stack = settings.limits.max_stack_length
+        self.encoder.apply_limits(settings.limits)
         rl = settings.rate_limit
         self.project_limit = _bucket(rl.per_project_rps, rl.per_project_burst)
         self.ip_limit = _bucket(rl.per_ip_rps, rl.per_ip_burst)
@@ -131,7 +129,7 @@ class Ingest:
             if not body:
                 raise self._refuse(400, "empty_body", "the body is empty; send a JSON envelope with events")
             try:
-                decoded = self.decoder.decode(body)
+                decoded = self.encoder.decoder.decode(body)
             except WireError as exc:
                 raise self._refuse(400, exc.code, str(exc)) from exc
             n = len(decoded.envelope.events) + len(decoded.rejected)

@@ -134,33 +134,46 @@ class Writer(threading.Thread):
         delay = min(self.retry_max_s, self.retry_min_s * (2 ** min(attempt, 20)))
         return not self._abandon.wait(random.uniform(delay / 2, delay))
 
-    def _insert(self, batch: Batch) -> bool:
-        """Insert one batch; transient failures are retried, refused rows dead-lettered."""
+    def _send(self, data: bytes, *, compression: str | None, token: str) -> tuple[bool, BaseException | None]:
+        """Insert rows, retrying while the store is unavailable.
+
+        Returns (False, None) when told to give up, (True, exc) when ClickHouse refused the rows
+        themselves, and (True, None) when they landed.
+        """
         attempt = 0
-        compression = "zstd" if batch.compressed else None
         while True:
             store = self._store_or_none()
             if store is not None:
                 started = time.monotonic()
                 try:
-                    store.insert_ndjson("events", batch.payload, compression=compression, token=batch.token)
+                    store.insert_ndjson("events", data, compression=compression, token=token)
                 except Exception as exc:
                     if is_data_error(exc):
                         self._ok()
-                        return self._bisect(batch, exc)
+                        return True, exc
                     self._failed(exc)
                 else:
                     self._ok()
                     self.metrics.insert_seconds.observe(time.monotonic() - started)
-                    self.metrics.inserted.inc(batch.events)
-                    self.metrics.inserted_bytes.inc(len(batch.payload))
-                    self.last_insert_at = time.time()
                     if store.embedded:  # the engine may have started new threads for this insert
                         lower_foreign_threads(ENGINE_NICENESS)
-                    return True
+                    return True, None
             if not self._backoff(attempt):
-                return False
+                return False, None
             attempt += 1
+
+    def _insert(self, batch: Batch) -> bool:
+        """Insert one batch; transient failures are retried, refused rows dead-lettered."""
+        answered, refused = self._send(batch.payload, compression="zstd" if batch.compressed else None,
+                                       token=batch.token)
+        if not answered:
+            return False
+        if refused is not None:
+            return self._bisect(batch, refused)
+        self.metrics.inserted.inc(batch.events)
+        self.metrics.inserted_bytes.inc(len(batch.payload))
+        self.last_insert_at = time.time()
+        return True
 
     def _bisect(self, batch: Batch, first: BaseException) -> bool:
         """Split a refused batch until the good rows land and each bad row is dead-lettered."""
@@ -173,33 +186,18 @@ class Writer(threading.Thread):
         stack = [(0, len(lines))]
         while stack:
             lo, hi = stack.pop()
-            attempt = 0
-            while True:
-                store = self._store_or_none()
-                if store is None:
-                    if not self._backoff(attempt):
-                        return False
-                    attempt += 1
-                    continue
-                try:
-                    store.insert_ndjson("events", b"\n".join(lines[lo:hi]) + b"\n",
-                                        token=f"{batch.token}/{lo}-{hi}")
-                    inserted += hi - lo
-                    break
-                except Exception as exc:
-                    if not is_data_error(exc):
-                        self._failed(exc)
-                        if not self._backoff(attempt):
-                            return False
-                        attempt += 1
-                        continue
-                    if hi - lo == 1:
-                        self._dead_letter(lines[lo], short_error(exc))
-                        dead += 1
-                    else:
-                        mid = (lo + hi) // 2
-                        stack.extend([(mid, hi), (lo, mid)])
-                    break
+            answered, refused = self._send(b"\n".join(lines[lo:hi]) + b"\n", compression=None,
+                                           token=f"{batch.token}/{lo}-{hi}")
+            if not answered:
+                return False
+            if refused is None:
+                inserted += hi - lo
+            elif hi - lo == 1:
+                self._dead_letter(lines[lo], short_error(refused))
+                dead += 1
+            else:
+                mid = (lo + hi) // 2
+                stack.extend([(mid, hi), (lo, mid)])
         self.metrics.inserted.inc(inserted)
         self.metrics.dead_lettered.inc(dead)
         self._flush_dead_letters()
