@@ -48,7 +48,7 @@ test: dev sdk/node_modules
 	cd sdk && npm run typecheck && npm test
 	$(BIN)/ruff check obsd tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	OBSD_TEST_STRICT=1 $(BIN)/pytest
 
 bench: dev
 	$(BIN)/python bench/ingest.py

@@ -22,12 +22,15 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import make_batch
-from obsd.enrich import Client, RowEncoder
-from obsd.migrations import Migrator
-from obsd.settings import Settings
-from obsd.store import Store
-from obsd.testing import WRITE_KEY, Daemon
-from obsd.wire import decode
+from obsd.ingest.enrich import Client, RowEncoder
+from obsd.ingest.wire import WireDecoder
+from obsd.privacy.visitor import VisitorHasher
+from obsd.settings import LimitsSettings, Settings
+from obsd.store.client import Store
+from obsd.store.migrations import Migrator
+from tests.harness import WRITE_KEY, Daemon
+
+decode = WireDecoder(LimitsSettings()).decode  # the default limits
 
 HERE = Path(__file__).resolve().parent
 console = Console()
@@ -35,7 +38,7 @@ console = Console()
 
 def encoded_rows(n_batches: int) -> list[bytes]:
     """Rows exactly as obsd encodes them, for the raw ceiling."""
-    enc = RowEncoder(Settings(), None)
+    enc = RowEncoder(Settings(), VisitorHasher(None))
     now = time.time()
     client = Client("127.0.0.1", "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36")
     return [enc.encode("demo", decode(make_batch(100, int(now * 1000), f"s{i}")[0]), client, now).data

@@ -29,9 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from obsd.migrations import Migrator
-from obsd.reports import REPORTS, Reports, parse_params
-from obsd.store import Store
+from obsd.query.params import parse_params
+from obsd.query.reports import REPORTS, Reports
+from obsd.store.client import Store
+from obsd.store.migrations import Migrator
 
 CHUNK = 1_000_000
 ROLLUPS = ("events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly",
@@ -182,7 +183,7 @@ def main() -> None:
                     drop_caches(store)
                     cold.append(timed(lambda p=p, name=name: reports.run(name, p)))
                 warm = [timed(lambda p=p, name=name: reports.run(name, p)) for _ in range(args.runs)]
-                rows = len(reports.run(name, p).rows)
+                rows = len(reports.run(name, p).table.rows)
                 results.append({"report": name, "range": since, "cold_ms": round(statistics.median(cold), 1),
                                 "warm_ms": round(statistics.median(warm), 1), "rows": rows})
                 print(f"  {name:9} {since:>4}: cold {results[-1]['cold_ms']:7.1f} ms   "

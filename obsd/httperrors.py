@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 log = structlog.get_logger("obsd.http")
-CORS_HEADERS = {"Access-Control-Expose-Headers": "Retry-After"}
 _encode = msgspec.json.encode
 
 

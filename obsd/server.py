@@ -15,24 +15,26 @@ import structlog
 from aiohttp import web
 
 from obsd import __version__
-from obsd.admin import Admin, admin_token, is_loopback
-from obsd.dashboard import Dashboard
-from obsd.enrich import RowEncoder
-from obsd.errors import ConfigError, ObsdError, PendingMigrationsError
+from obsd.errors import ConfigError, ObsdError
 from obsd.httperrors import error_middleware, json_response
-from obsd.importer import Importer
-from obsd.ingest import Ingest
-from obsd.metrics import CONTENT_TYPE, Metrics
-from obsd.migrations import Migrator
-from obsd.pipeline import Pipeline
+from obsd.ingest.accept import Acceptor
+from obsd.ingest.endpoint import EventsEndpoint
+from obsd.ingest.enrich import RowEncoder
+from obsd.ingest.importer import Importer
+from obsd.ingest.sdk_routes import add_sdk_routes
+from obsd.ops.metrics import CONTENT_TYPE, Metrics
+from obsd.ops.systemd import Notifier, loop_lag_probe, watchdog
+from obsd.ops.tail import TailEndpoint, TailHub
+from obsd.pipeline.committer import Pipeline
+from obsd.privacy.access import AdminAccess, admin_token, is_loopback
 from obsd.privacy.useragent import warm_up
-from obsd.privacy.visitor import VisitorHasher
-from obsd.retention import apply_retention
-from obsd.settings import Settings, load_settings
-from obsd.stats_api import StatsApi
-from obsd.store import Store, redact
-from obsd.systemd import Notifier, loop_lag_probe, watchdog
-from obsd.tail import TailEndpoint, TailHub
+from obsd.privacy.visitor import VisitorHasher, keep_rotated
+from obsd.query.admin_api import AdminApi
+from obsd.query.dashboard import Dashboard
+from obsd.query.stats_api import StatsApi
+from obsd.settings import Settings, load_settings, redact_dsn
+from obsd.store.client import Store
+from obsd.store.migrations import ensure_schema
 
 log = structlog.get_logger("obsd.server")
 
@@ -41,19 +43,7 @@ def check_migrations(settings: Settings, *, migrate: bool) -> list[str]:
     """Apply pending migrations when allowed, else refuse to start and say which are pending."""
     store = Store(settings.dsn, settings.clickhouse.database)
     try:
-        migrator = Migrator(store, cluster=settings.clickhouse.cluster)
-        pending = migrator.pending()
-        if pending and not (migrate or settings.auto_migrate):
-            names = ", ".join(m.label for m in pending)
-            raise PendingMigrationsError(
-                f"the store has pending migrations ({names}); run `obsd migrate up`, "
-                "or start with `obsd serve --migrate` (or auto_migrate = true)"
-            )
-        applied = [m.label for m in migrator.up()] if pending else []
-        changed = apply_retention(store, settings.clickhouse.retention_days)
-        if changed:
-            log.info("retention.applied", days=settings.clickhouse.retention_days, tables=changed)
-        return applied
+        return ensure_schema(store, settings, migrate=migrate)
     finally:
         store.close()
 
@@ -72,10 +62,14 @@ class Server:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._on_ready = on_ready
-        self.admin: Admin | None = None
-        self.ingest: Ingest | None = None
+        self.access: AdminAccess | None = None
+        self.admin: AdminApi | None = None
+        self.ingest: EventsEndpoint | None = None
         self.port = 0
         self.tail = TailHub(self.metrics)
+        self.acceptor = Acceptor(self.pipeline, self.metrics, self.tail)
+        # The one owner of this process's visitor salts: every encoder hashes with it.
+        self.visitors = VisitorHasher(Path(settings.data_dir) / "salts")
         self.importer: Importer | None = None
         self.notifier = Notifier()
         # How SIGHUP re-reads the configuration: the CLI passes one that keeps its flag overrides.
@@ -85,13 +79,12 @@ class Server:
     def build_app(self) -> web.Application:
         """The aiohttp application with every route."""
         s = self.settings
-        token = admin_token(s, create=True)
+        token = admin_token(s.server.admin_token, s.data_dir, create=True)
         assert token is not None
-        self.admin = Admin(s, token)
-        salt_dir = Path(s.data_dir) / "salts"
-        self.ingest = Ingest(s, self.pipeline, self.metrics, RowEncoder(s, salt_dir))
-        self.ingest.tail = self.tail
-        self.importer = Importer(s, self.pipeline, self.metrics, self.tail, self.admin.check, salt_dir)
+        access = self.access = AdminAccess(token, allow_remote=s.server.admin_allow_remote)
+        self.admin = AdminApi(s, access)
+        self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors))
+        self.importer = Importer(s, self.acceptor, self.metrics, access.check, self.visitors)
         app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
         app.router.add_post("/v1/events", self.ingest.post)
         app.router.add_route("OPTIONS", "/v1/events", self.ingest.preflight)
@@ -101,16 +94,11 @@ class Server:
         app.router.add_post("/v1/admin/query", self.admin.query)
         app.router.add_post("/v1/admin/purge", self.admin.purge)
         app.router.add_get("/v1/admin/status", self.status)
-        app.router.add_get("/v1/admin/tail", TailEndpoint(self.tail, self.admin.check).handle)
+        app.router.add_get("/v1/admin/tail", TailEndpoint(self.tail, access.check).handle)
         app.router.add_post("/v1/admin/import", self.importer.post)
-        StatsApi(s, self.admin).routes(app)
+        StatsApi(s, access).routes(app)
         Dashboard().routes(app)
-        try:
-            from obsd.sdk_routes import add_sdk_routes
-        except ImportError:  # the SDK build is optional for the server itself
-            pass
-        else:
-            add_sdk_routes(app, s)
+        add_sdk_routes(app, s)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -129,15 +117,14 @@ class Server:
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         """Prometheus exposition (loopback only unless admin_allow_remote)."""
-        assert self.admin is not None
         if not self.settings.server.admin_allow_remote and not is_loopback(request.remote):
             raise web.HTTPForbidden(reason="/metrics answers loopback clients only")
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def status(self, request: web.Request) -> web.Response:
         """Counters, fill levels and store health for `obsd status`."""
-        assert self.admin is not None
-        self.admin.check(request)
+        assert self.access is not None
+        self.access.check(request)
         ok, checks = self.pipeline.ready()
         return json_response({
             "version": __version__, "ready": ok, "checks": checks, "uptime_s": round(time.time() - self.started_at, 1),
@@ -168,9 +155,7 @@ class Server:
         await loop.run_in_executor(None, warm_up)  # the UA rules load once here, not on the first request
         await self.pipeline.start()
         app = self.build_app()
-        assert self.ingest is not None
-        self._background.add(asyncio.create_task(self._rotate_salts(self.ingest.encoder.visitors),
-                                                 name="obsd-salt-rotation"))
+        self._spawn(keep_rotated(self.visitors))
         self._runner = web.AppRunner(app, auto_decompress=False, access_log=None,
                                      handle_signals=False)
         await self._runner.setup()
@@ -184,7 +169,7 @@ class Server:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
-        log.info("obsd.started", listen=f"{host}:{self.port}", store=redact(self.settings.dsn),
+        log.info("obsd.started", listen=f"{host}:{self.port}", store=redact_dsn(self.settings.dsn),
                  durability=self.settings.spool.durability, projects=[p.id for p in self.settings.projects],
                  version=__version__)
         # Startup leaves many long-lived objects (UA rules, settings, modules); a full
@@ -233,14 +218,6 @@ class Server:
                  needs_restart=needs_restart)
         self.notifier.ready(f"accepting events on {self.settings.server.listen} (reloaded)")
         return True
-
-    async def _rotate_salts(self, hasher: VisitorHasher) -> None:
-        """At each midnight UTC make the new day's salt and destroy salts older than yesterday, traffic or not."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(hasher.seconds_until_rotation() + 1)
-            await loop.run_in_executor(None, hasher.rotate)
-            log.info("salts.rotated")
 
     def request_stop(self) -> None:
         """Ask the server to shut down (signal-safe)."""

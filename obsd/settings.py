@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from obsd.errors import ConfigError
+from obsd.vocabulary import PROJECT_ID_RULE, is_project_id
 
 CONFIG_ENV = "OBSD_CONFIG"
 DEFAULT_CONFIG_PATHS = (Path("obsd.toml"), Path("/etc/obsd/obsd.toml"))
@@ -137,11 +138,6 @@ class Settings(_Section, frozen=True):
     def spool_dir(self) -> Path:
         """Where spool segments live."""
         return Path(self.spool.dir) if self.spool.dir else Path(self.data_dir) / "spool"
-
-    @property
-    def embedded(self) -> bool:
-        """True when the store is the in-process chDB engine."""
-        return self.dsn.startswith("chdb:")
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -308,10 +304,8 @@ def validate(s: Settings) -> None:
     ids: set[str] = set()
     keys: set[str] = set()
     for i, p in enumerate(s.projects):
-        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", p.id):
-            raise ConfigError(
-                f"projects[{i}].id = {p.id!r}: use 1-64 lowercase letters, digits, '-' or '_'"
-            )
+        if not is_project_id(p.id):
+            raise ConfigError(f"projects[{i}].id = {p.id!r}: use {PROJECT_ID_RULE}")
         if len(p.write_key) < 8:
             raise ConfigError(f"projects[{i}].write_key for {p.id!r} must be at least 8 characters")
         if p.id in ids:
@@ -332,8 +326,13 @@ def mask_secrets(data: Any, _key: str = "") -> Any:
         if _key in {"admin_token", "write_key"}:
             return data[:2] + "…" + "*" * 6
         if _key == "dsn":
-            return re.sub(r"//([^:/@]+):([^@]+)@", r"//\1:******@", data)
+            return redact_dsn(data)
     return data
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN with its password masked, for logs and `obsd config check`."""
+    return re.sub(r"//([^:/@]+):([^@]+)@", r"//\1:******@", dsn)
 
 
 def effective(settings: Settings) -> dict[str, Any]:

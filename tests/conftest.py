@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from obsd.testing import Daemon
+from tests.harness import Daemon
 
 
 @pytest.fixture(scope="module")
@@ -37,5 +37,5 @@ def fresh_daemon(tmp_path: Path) -> Iterator[Daemon]:
 def _no_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up the developer's OBSD_* environment."""
     for name in list(os.environ):
-        if name.startswith("OBSD_") and name != "OBSD_TEST_CLICKHOUSE_URL":
+        if name.startswith("OBSD_") and not name.startswith("OBSD_TEST_"):
             monkeypatch.delenv(name)

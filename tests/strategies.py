@@ -9,8 +9,6 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-EVENT_TYPES = ("pageview", "click", "scroll", "error", "web_vital", "custom")
-
 uuids = st.builds(lambda: str(uuid.uuid4())) | st.uuids().map(str)
 short_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | \

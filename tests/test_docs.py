@@ -12,8 +12,8 @@ import typer.main
 from obsd.cli import app
 from obsd.server import Server
 from obsd.settings import Settings, load_settings
+from tests.harness import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))) + (ROOT / "README.md").read_text()
 
 

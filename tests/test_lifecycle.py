@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from obsd.testing import Daemon, envelope, event
+from tests.harness import Daemon, envelope, event
 
 
 @pytest.mark.parametrize("durability", ["memory", "fsync"])

@@ -8,8 +8,9 @@ import pytest
 
 from obsd.errors import ConfigError
 from obsd.settings import effective, load_settings
+from tests.harness import ROOT
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "obsd.toml.example"
+EXAMPLE = ROOT / "obsd.toml.example"
 
 
 def test_example_config_is_valid_and_complete() -> None:

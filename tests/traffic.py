@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from obsd.store import Store
-from obsd.testing import ADMIN_TOKEN, Daemon, http
+from obsd.store.client import Store
+from tests.harness import ADMIN_TOKEN, Daemon, http
 
 # (User-Agent, browser, os, device_type) — the parsed values are what obsd's UA parser reports.
 AGENTS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import os
@@ -13,7 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-__all__ = ["SALT_BYTES", "VisitorHasher", "salt_file_name", "utc_day"]
+import structlog
+
+__all__ = ["SALT_BYTES", "VisitorHasher", "keep_rotated", "salt_file_name", "utc_day"]
+
+log = structlog.get_logger("obsd.privacy.visitor")
 
 SALT_BYTES: Final = 32
 DAY_SECONDS: Final = 86_400
@@ -108,11 +113,6 @@ class VisitorHasher:
             self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.rotate()
 
-    @property
-    def salt_dir(self) -> Path | None:
-        """Return the directory the salts persist in, or None when they live in memory only."""
-        return self._dir
-
     def seconds_until_rotation(self) -> float:
         """Return how long until the next midnight UTC, when the server should call rotate()."""
         return max(0.0, self._next_rotation - self._now())
@@ -173,3 +173,12 @@ class VisitorHasher:
             day = _day_of_file(entry.name)
             if day is not None and day not in keep:
                 _shred(entry)
+
+
+async def keep_rotated(hasher: VisitorHasher) -> None:
+    """At each midnight UTC make the new day's salt and destroy salts older than yesterday, traffic or not."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(hasher.seconds_until_rotation() + 1)
+        await loop.run_in_executor(None, hasher.rotate)
+        log.info("salts.rotated")

@@ -1,0 +1,43 @@
+"""What every ingestion route does with rows it has made: hand them to the pipeline, answer 503 when
+the pipeline cannot promise them, count them, show them to `obsd tail`, and keep what was refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from obsd.httperrors import HttpError
+from obsd.ops.metrics import Metrics
+from obsd.ops.tail import TailHub
+from obsd.pipeline.committer import Overloaded, Pipeline
+from obsd.store.rows import DeadLetter
+
+
+class Acceptor:
+    """The one path from encoded rows to the pipeline, shared by /v1/events and the admin import."""
+
+    def __init__(self, pipeline: Pipeline, metrics: Metrics, tail: TailHub) -> None:
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.tail = tail
+
+    async def accept(self, rows: bytes, events: int) -> None:
+        """Make rows durable (or buffered, in memory mode); raise a 503 HttpError when that cannot be promised."""
+        try:
+            await self.pipeline.submit(rows, events)
+        except Overloaded as exc:
+            self.metrics.refused_events.inc(events)
+            raise HttpError(503, exc.reason, str(exc), retry_after=exc.retry_after) from exc
+        self.metrics.accepted.inc(events)
+        self.metrics.accepted_bytes.inc(len(rows))
+        self.tail.publish(rows)
+
+    def refused(self, exc: HttpError) -> None:
+        """Count a request refused whole, by status and reason."""
+        self.metrics.refused.labels(status=str(exc.status), reason=exc.code).inc()
+
+    def reject(self, codes: Iterable[str], letters: list[DeadLetter]) -> None:
+        """Count events refused one by one, by reason, and keep them for obsd.events_rejected."""
+        for code in codes:
+            self.metrics.rejected.labels(reason=code).inc()
+        if letters:
+            self.pipeline.reject(letters)

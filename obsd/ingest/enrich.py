@@ -1,0 +1,148 @@
+"""Enrichment: validated events plus request context become `events` rows, encoded once as NDJSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+
+from obsd.ingest.wire import Decoded, Event, Rejected, Validator, WireDecoder
+from obsd.privacy.scrub import UrlScrubber, scrub_props, scrub_text
+from obsd.privacy.useragent import UserAgentInfo, parse_user_agent
+from obsd.privacy.visitor import VisitorHasher
+from obsd.settings import LimitsSettings, Settings
+from obsd.store.rows import Common, EventPart
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the request tells about the visitor: used for the visitor hash and device, never stored raw."""
+
+    ip: str
+    user_agent: str
+    country: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """The rows of one request, ready for the pipeline, and the events refused."""
+
+    data: bytes
+    accepted: int
+    rejected: list[Rejected]
+
+
+@lru_cache(maxsize=8192)
+def _utm(url: str) -> tuple[str, str, str]:
+    if "utm_" not in url:
+        return "", "", ""
+    q = dict(parse_qsl(urlsplit(url).query))
+    return q.get("utm_source", "")[:200], q.get("utm_medium", "")[:200], q.get("utm_campaign", "")[:200]
+
+
+def _clamp16(v: int) -> int:
+    return v if 0 <= v <= 65535 else 0
+
+
+class RowEncoder:
+    """Turns decoded batches into rows: validation, URL and PII scrubbing, visitor hash, device."""
+
+    def __init__(self, settings: Settings, visitors: VisitorHasher) -> None:
+        self.settings = settings
+        self.urls = UrlScrubber(settings.privacy.allowed_query_params)
+        self.visitors = visitors
+        self.drop_bots = settings.privacy.drop_bots
+        encoder = msgspec.json.Encoder()
+        self._encode_lines = encoder.encode_lines
+        self._encode = encoder.encode
+        self.apply_limits(settings.limits)
+
+    def apply_limits(self, limits: LimitsSettings) -> None:
+        """Take event limits; the decoder checks some of them while parsing and the validator relies on
+        that, so the two are always built from the same limits."""
+        self.decoder = WireDecoder(limits)
+        self.validator = Validator(limits)
+        self.max_stack = limits.max_stack_length
+
+    def encode(self, project_id: str, decoded: Decoded, client: Client, now: float) -> Encoded:
+        """Validate and enrich every event of a batch and encode the good ones as NDJSON rows."""
+        env = decoded.envelope
+        self.validator.check_envelope(env)
+        rejected = list(decoded.rejected)
+        ctx = env.context
+        ua: UserAgentInfo = parse_user_agent(client.user_agent)
+        if ua.is_bot and self.drop_bots:
+            reason = "bot traffic is dropped (privacy.drop_bots = true)"
+            rejected += [Rejected(decoded.index(i), "bot", reason) for i in range(len(env.events))]
+            return Encoded(b"", 0, sorted(rejected, key=lambda r: r.index))
+        # A beacon sent just before midnight UTC still counts toward that day's visitor (never the future).
+        sent = min(now, env.sent_at / 1000) if env.sent_at and env.sent_at > 0 else None
+        visitor = self.visitors.visitor_id(project_id, client.ip, client.user_agent, at=sent)
+        base_url, host, path = self.urls.split(ctx.url) if ctx.url else ("", "", "")
+        base_ref, ref_host, _ = self.urls.split(ctx.referrer) if ctx.referrer else ("", "", "")
+        base_title = scrub_text(ctx.title) if ctx.title else ""
+        screen = ctx.screen or (0, 0)
+        viewport = ctx.viewport or (0, 0)
+        sdk = f"{env.sdk.name}/{env.sdk.version or ''}" if env.sdk.name else ""
+        common = Common(
+            project_id=project_id, received_at=now, session_id=env.session_id or "", visitor_id=visitor,
+            browser=ua.browser, browser_version=ua.browser_version, os=ua.os, os_version=ua.os_version,
+            device_type=ua.device_type, is_bot=ua.is_bot, country=client.country, language=(ctx.language or "")[:35],
+            timezone=(ctx.timezone or "")[:64], screen_width=_clamp16(screen[0]), screen_height=_clamp16(screen[1]),
+            viewport_width=_clamp16(viewport[0]), viewport_height=_clamp16(viewport[1]),
+            environment=(env.environment or "")[:64], sdk=sdk[:64],
+        )
+        rows: list[EventPart] = []
+        check = self.validator.check
+        for i, e in enumerate(env.events):
+            problem = check(e, now)
+            if problem is not None:
+                rejected.append(Rejected(decoded.index(i), problem[0], f"event {decoded.index(i)}: {problem[1]}",
+                                         msgspec.json.encode(e)))
+                continue
+            rows.append(self._part(e, base_url, host, path, base_ref, ref_host, base_title))
+        if decoded.indexes is not None:
+            rejected.sort(key=lambda r: r.index)
+        data = b""
+        if rows:
+            # JSON strings cannot hold a raw newline, so "}\n" only ever ends a line: one C-level replace
+            # appends the shared columns to every row.
+            tail = b"," + self._encode(common)[1:] + b"\n"
+            data = self._encode_lines(rows).replace(b"}\n", tail)
+        return Encoded(data, len(rows), rejected)
+
+    def _part(self, e: Event, url: str, host: str, path: str, referrer: str, ref_host: str,
+              title: str) -> EventPart:
+        if e.url:
+            url, host, path = self.urls.split(e.url)
+        if e.referrer:
+            referrer, ref_host, _ = self.urls.split(e.referrer)
+        utm = _utm(url)
+        t = e.type
+        row = EventPart(
+            event_id=e.id, type=t, ts=e.ts / 1000, name=e.name or "", url=url, hostname=host, path=path,
+            referrer=referrer, referrer_host=ref_host, title=scrub_text(e.title) if e.title else title,
+            utm_source=utm[0], utm_medium=utm[1], utm_campaign=utm[2],
+        )
+        if t == "web_vital":
+            row.value = e.value or 0.0
+            row.rating = e.rating or ""
+        elif t == "scroll":
+            row.value = e.depth or 0.0
+        elif t == "click":
+            row.selector = scrub_text(e.selector) if e.selector else ""
+            row.tag = (e.tag or "")[:32]
+            row.href = self.urls.scrub(e.href) if e.href else ""
+        elif t == "error":
+            row.error_message = scrub_text(e.message or "")
+            row.error_stack = scrub_text((e.stack or "")[: self.max_stack])
+            row.error_source = self.urls.scrub(e.source) if e.source else ""
+            row.error_line = e.line if e.line and 0 < e.line < 2**32 else 0
+            row.error_col = e.col if e.col and 0 < e.col < 2**32 else 0
+        elif e.value is not None:
+            row.value = e.value
+        if e.props:
+            row.props = msgspec.json.encode(scrub_props(e.props)).decode()
+        return row

@@ -1,0 +1,132 @@
+"""POST /v1/admin/import: admin-only bulk ingestion of historical envelopes (used by `obsd seed`).
+
+The body is NDJSON, one wire-format envelope per line, each optionally carrying the visitor's
+request context in a `client` object (`ip`, `user_agent`, `country`) that a browser would have sent
+as headers. Events go through the same validation, scrubbing and enrichment as POST /v1/events,
+with one difference: `limits.max_event_age_s` is not applied, so history can be loaded. Rows are
+encoded off the event loop and made durable through the same pipeline before the 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import msgspec
+from aiohttp import web
+
+from obsd.httperrors import HttpError, json_response
+from obsd.ingest.accept import Acceptor
+from obsd.ingest.body import gunzip_capped, read_capped
+from obsd.ingest.enrich import Client, RowEncoder
+from obsd.ingest.wire import WireError
+from obsd.ops.metrics import Metrics
+from obsd.privacy.visitor import VisitorHasher
+from obsd.settings import Settings
+from obsd.store.rows import DeadLetter, dead_letter
+from obsd.vocabulary import PROJECT_ID_RULE, is_project_id
+
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+HISTORY_S = 20 * 366 * 86_400  # how far back an import may reach
+
+
+class ImportClient(msgspec.Struct, frozen=True):
+    """The request context of the visitor who sent an imported envelope."""
+
+    ip: str = "127.0.0.1"
+    user_agent: str = ""
+    country: str = ""
+
+
+class _ClientOnly(msgspec.Struct, frozen=True):
+    client: ImportClient = ImportClient()
+
+
+_client = msgspec.json.Decoder(_ClientOnly)
+
+
+def historic(settings: Settings) -> Settings:
+    """The settings an import validates with: the live limits, without the maximum event age."""
+    limits = msgspec.structs.replace(settings.limits, max_event_age_s=HISTORY_S)
+    return msgspec.structs.replace(settings, limits=limits)
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """The rows of one import body and what was refused, by reason."""
+
+    data: bytes
+    accepted: int
+    rejected: Counter[str]
+    dead: list[DeadLetter]
+
+
+def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float) -> ImportResult:
+    """Validate and enrich every envelope line of an import body into NDJSON rows."""
+    parts: list[bytes] = []
+    accepted = 0
+    rejected: Counter[str] = Counter()
+    dead: list[DeadLetter] = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            decoded = encoder.decoder.decode(line)
+            c = _client.decode(line).client
+            enc = encoder.encode(project, decoded, Client(c.ip, c.user_agent[:512], c.country[:2].upper()), now)
+        except (WireError, msgspec.ValidationError) as exc:
+            rejected[getattr(exc, "code", "invalid_envelope")] += 1
+            dead.append(dead_letter(now, project, "import", str(exc), line))
+            continue
+        if enc.accepted:
+            parts.append(enc.data)
+            accepted += enc.accepted
+        for r in enc.rejected:
+            rejected[r.code] += 1
+            dead.append(dead_letter(now, project, "import", r.reason, r.raw))
+    return ImportResult(b"".join(parts), accepted, rejected, dead)
+
+
+class Importer:
+    """The handler for POST /v1/admin/import?project=P."""
+
+    def __init__(self, settings: Settings, acceptor: Acceptor, metrics: Metrics,
+                 check: Callable[[web.Request], None], visitors: VisitorHasher) -> None:
+        self.acceptor = acceptor
+        self.metrics = metrics
+        self.check = check
+        self.visitors = visitors
+        self.apply(settings)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="obsd-import")
+
+    def apply(self, settings: Settings) -> None:
+        """Take new limits (on start and on reload)."""
+        self.encoder = RowEncoder(historic(settings), self.visitors)
+
+    async def post(self, request: web.Request) -> web.Response:
+        """Accept a body of envelopes for one project; 202 once the rows are durable."""
+        self.check(request)
+        project = request.query.get("project", "")
+        if not is_project_id(project):
+            raise HttpError(400, "invalid_project", f"give ?project=<id>: {PROJECT_ID_RULE}")
+        body = await read_capped(request, MAX_IMPORT_BYTES, "an import body; send smaller chunks")
+        if request.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gunzip_capped(body, MAX_IMPORT_BYTES * 4)
+        now = time.time()
+        encoder = self.encoder
+        res = await asyncio.get_running_loop().run_in_executor(
+            self._pool, encode_lines, encoder, project, body, now)
+        if res.accepted:
+            await self.acceptor.accept(res.data, res.accepted)
+            self.metrics.imported.inc(res.accepted)
+        self.acceptor.reject(res.rejected.elements(), res.dead)
+        return json_response({"accepted": res.accepted, "rejected": sum(res.rejected.values()),
+                              "reasons": dict(res.rejected)}, status=202)
+
+    def close(self) -> None:
+        """Stop the encoding thread."""
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""Running obsd: metrics, logging, systemd, and the live tail of ingested events."""

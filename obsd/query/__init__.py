@@ -1,0 +1,1 @@
+"""Reading the store: reports, the stats API, the dashboard, admin queries and erasure."""

@@ -1,0 +1,301 @@
+"""Reports: one SQL query set per report over the hourly rollups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from obsd.errors import QueryError
+from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day, iso
+from obsd.store.client import QueryResult
+from obsd.vocabulary import METRIC_ORDER, THRESHOLDS
+
+REPORTS = ("overview", "pages", "referrers", "devices", "vitals", "errors", "events", "recent")
+
+
+class Source(Protocol):
+    """Something that runs a query: a Store."""
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None,
+              settings: dict[str, Any] | None = None) -> QueryResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report's headline numbers, its main table and (for trends) a time series."""
+
+    name: str
+    params: ReportParams
+    summary: dict[str, Any]
+    table: QueryResult
+    series: QueryResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the stats API answers it: rows as objects, times as ISO 8601 UTC."""
+        p = self.params
+        out: dict[str, Any] = {
+            "report": self.name, "project": p.project, "since": iso(p.since), "until": iso(p.until),
+            "bucket": p.bucket, "summary": {k: jsonable(v) for k, v in self.summary.items()},
+            "columns": self.table.columns, "rows": records(self.table),
+        }
+        if self.series is not None:
+            out["series"] = records(self.series)
+        if self.notes:
+            out["notes"] = self.notes
+        return out
+
+
+def jsonable(v: Any) -> Any:
+    """A value as JSON can carry it (datetimes as ISO 8601 UTC)."""
+    if isinstance(v, datetime):
+        return iso(v)
+    if isinstance(v, float) and v != v:  # NaN: no samples
+        return None
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def records(res: QueryResult) -> list[dict[str, Any]]:
+    """Rows of a result as objects keyed by column."""
+    return [{c: jsonable(v) for c, v in zip(res.columns, row, strict=True)} for row in res.rows]
+
+
+class Reports:
+    """Runs reports against the rollups of one store (the `_all` tables in cluster mode)."""
+
+    def __init__(self, source: Source, database: str, *, cluster: bool = False, timeout_s: float = 30.0) -> None:
+        self.source = source
+        self.db = database
+        self.suffix = "_all" if cluster else ""
+        self.settings = {"readonly": "1", "max_execution_time": str(max(1, int(timeout_s)))}
+
+    def table(self, name: str) -> str:
+        """The qualified name to read a table from."""
+        return f"{self.db}.{name}{self.suffix}"
+
+    def _q(self, sql: str, p: ReportParams, columns: tuple[str, ...] = ()) -> QueryResult:
+        res = self.source.query(sql, parameters=p.sql_params(), settings=self.settings)
+        if not res.columns and columns:  # chDB names no columns for an empty result
+            return QueryResult(list(columns), ["String"] * len(columns), [])
+        return res
+
+    def _where(self, extra: str = "") -> str:
+        return ("project_id = {project:String} AND hour >= toDateTime({since:UInt32}, 'UTC') "
+                "AND hour < toDateTime({until:UInt32}, 'UTC')" + (f" AND {extra}" if extra else ""))
+
+    def _bucket(self, p: ReportParams) -> str:
+        return "hour" if p.bucket == "hour" else "toStartOfDay(hour, 'UTC')"
+
+    def run(self, name: str, p: ReportParams) -> Report:
+        """Run the named report."""
+        fn: Callable[[ReportParams], Report] | None = getattr(self, name, None) if name in REPORTS else None
+        if fn is None:
+            raise ReportError(f"unknown report {name!r}; reports: {', '.join(REPORTS)}")
+        return fn(p)
+
+    def overview(self, p: ReportParams) -> Report:
+        """Visitors, pageviews, sessions, events and errors: totals and a zero-filled series."""
+        t = self.table("events_hourly")
+        # Only pageview rows' uniq states are read (type is a key column, so the filter runs first);
+        # the range's uniques merge the per-bucket states, not every hourly state again.
+        pv_where = self._where("type = 'pageview'")
+        if p.bucket == "day" and p.since == floor_day(p.since) and (p.open_end or p.until == floor_day(p.until)):
+            # Whole days (today counts whole while the range runs to now): one state per day from
+            # traffic_daily instead of 24 from events_hourly.
+            source = ("SELECT toDateTime(day, 'UTC') AS bucket, sum(pageviews) AS pageviews, "
+                      "uniqMergeState(visitors) AS v, uniqMergeState(sessions) AS s "
+                      f"FROM {self.table('traffic_daily')} "
+                      "WHERE project_id = {project:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')) "
+                      "AND day < toDate(toDateTime({until:UInt32} - 1, 'UTC')) + 1 GROUP BY bucket")
+        else:
+            source = (f"SELECT {self._bucket(p)} AS bucket, sum(events) AS pageviews, uniqMergeState(visitors) AS v, "
+                      f"uniqMergeState(sessions) AS s FROM {t} WHERE {pv_where} "
+                      "GROUP BY bucket")
+        daily = source.startswith("SELECT toDateTime(day")
+        # Visitor ids rotate every UTC day, so over whole days the distinct ids are the sum of each
+        # day's: only sessions need their daily states merged for the range's total.
+        total_v = "sum(visitors) OVER ()" if daily else "uniqMerge(v) OVER ()"
+        uniques = self._q(
+            "SELECT bucket, pageviews, finalizeAggregation(v) AS visitors, finalizeAggregation(s) AS sessions, "
+            f"{total_v} AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ({source}) "
+            "ORDER BY bucket", p)
+        counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sum(r.events) AS events, "
+                         f"sumIf(r.events, r.type = 'error') AS errors FROM {t} AS r WHERE {self._where()} "
+                         "GROUP BY bucket", p)
+        per_bucket: dict[datetime, list[int]] = {}
+        for bucket, pv, vis, ses, *_ in uniques.rows:
+            per_bucket[_as_utc(bucket)] = [int(pv), int(vis), int(ses), 0, 0]
+        for bucket, ev, err in counts.rows:
+            per_bucket.setdefault(_as_utc(bucket), [0, 0, 0, 0, 0])[3:] = [int(ev), int(err)]
+        rows: list[list[Any]] = [[b, *per_bucket.get(b, [0, 0, 0, 0, 0])] for b in p.buckets()]
+        total_visitors, total_sessions = (int(uniques.rows[0][4]), int(uniques.rows[0][5])) if uniques.rows else (0, 0)
+        summary: dict[str, Any] = {
+            "pageviews": sum(r[1] for r in rows), "visitors": total_visitors, "sessions": total_sessions,
+            "events": sum(r[4] for r in rows), "errors": sum(r[5] for r in rows)}
+        summary["views_per_session"] = round(summary["pageviews"] / total_sessions, 2) if total_sessions else 0.0
+        series = QueryResult(["bucket", "pageviews", "visitors", "sessions", "events", "errors"],
+                             ["DateTime", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64"], rows)
+        return Report("overview", p, summary, series, series)
+
+    def _top(self, t: str, key: str, where: str) -> str:
+        """A filter to the top `limit` keys by pageviews: uniq states are then merged for those rows only."""
+        return (f"{where} AND {key} IN (SELECT {key} FROM {t} WHERE {where} GROUP BY {key} "
+                f"ORDER BY sum(pageviews) DESC, {key} LIMIT {{limit:UInt32}})")
+
+    def pages(self, p: ReportParams) -> Report:
+        """Top pages by pageviews, with visitors, sessions and share of all pageviews."""
+        t = self.table("pages_hourly")
+        where = self._where("path = {path:String}" if p.path else "")
+        total = self._q(f"SELECT sum(pageviews), uniqExact(path) FROM {t} WHERE {where}", p)
+        pv, pages = (int(x or 0) for x in total.rows[0])
+        res = self._q(
+            f"SELECT path, sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
+            f"uniqMerge(sessions) AS sessions, round(pageviews / {max(pv, 1)}, 4) AS share FROM {t} "
+            f"WHERE {self._top(t, 'path', where)} GROUP BY path ORDER BY pageviews DESC, path", p,
+            ("path", "pageviews", "visitors", "sessions", "share"))
+        return Report("pages", p, {"pageviews": pv, "pages": pages}, res)
+
+    def referrers(self, p: ReportParams) -> Report:
+        """Where visitors come from: referring hosts ('(direct)' when none), internal navigation left out."""
+        t = self.table("referrers_hourly")
+        where = self._where("internal = 0")
+        total = self._q(f"SELECT sum(pageviews), sumIf(pageviews, referrer_host = ''), uniqExact(referrer_host) "
+                        f"FROM {t} WHERE {where}", p)
+        pv, direct, sources = (int(x or 0) for x in total.rows[0])
+        res = self._q(
+            f"SELECT if(referrer_host = '', '(direct)', toString(referrer_host)) AS referrer, "
+            f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors, "
+            f"round(pageviews / {max(pv, 1)}, 4) AS share "
+            f"FROM {t} WHERE {self._top(t, 'referrer_host', where)} GROUP BY referrer "
+            "ORDER BY pageviews DESC, referrer", p, ("referrer", "pageviews", "visitors", "share"))
+        return Report("referrers", p, {"pageviews": pv, "direct": direct, "sources": sources}, res)
+
+    def devices(self, p: ReportParams) -> Report:
+        """Pageviews and visitors by device type, browser and OS, each with its share."""
+        t = self.table("devices_hourly")
+        # One pass over the states for all three splits; grouping() tells which split a row belongs to.
+        res = self._q(
+            "SELECT dimension, value, pageviews, visitors, "
+            "round(pageviews / sum(pageviews) OVER (PARTITION BY dimension), 4) AS share FROM ("
+            "SELECT ['device', 'browser', 'os'][indexOf([3, 5, 6], grouping(device_type, browser, os))] AS dimension, "
+            "multiIf(dimension = 'device', device_type, dimension = 'browser', browser, os) AS raw_value, "
+            "if(raw_value = '', '(unknown)', toString(raw_value)) AS value, "
+            f"sum(pageviews) AS pageviews, uniqMerge(visitors) AS visitors FROM {t} WHERE {self._where()} "
+            "GROUP BY GROUPING SETS ((device_type), (browser), (os))) "
+            "ORDER BY indexOf(['device', 'browser', 'os'], dimension), pageviews DESC, value "
+            "LIMIT {limit:UInt32} BY dimension", p, ("dimension", "value", "pageviews", "visitors", "share"))
+        pv = sum(int(r[2]) for r in res.rows if r[0] == "device")
+        return Report("devices", p, {"pageviews": pv}, res)
+
+    def vitals(self, p: ReportParams) -> Report:
+        """Web Vitals p50/p75/p95 and good / needs-improvement / poor shares per metric."""
+        # Per-page detail only when asked for: the per-metric table is a few rows per hour.
+        t = self.table("vitals_hourly" if p.path or p.by == "path" else "vitals_metric_hourly")
+        where = self._where("path = {path:String}" if p.path else "")
+        dim = {"metric": "", "path": "path, ", "device": "device_type AS device, "}[p.by]
+        group = {"metric": "metric", "path": "path, metric", "device": "device, metric"}[p.by]
+        res = self._q(
+            f"SELECT {dim}metric, sum(samples) AS samples, quantilesMerge(0.5, 0.75, 0.95)(quantiles) AS q, "
+            f"sum(good) AS good, sum(poor) AS poor FROM {t} WHERE {where} GROUP BY {group} "
+            f"ORDER BY {'indexOf(' + repr(list(METRIC_ORDER)) + ', metric)' if p.by == 'metric' else 'samples DESC'}, "
+            f"metric LIMIT {{limit:UInt32}}", p)
+        keys = {"metric": [], "path": ["path"], "device": ["device"]}[p.by]
+        rows: list[list[Any]] = []
+        for r in res.rows:
+            d = dict(zip(res.columns, r, strict=True))
+            metric, n, q = d["metric"], int(d["samples"]), d["q"]
+            p75 = float(q[1])
+            rated = metric in THRESHOLDS and n > 0
+            good, poor = int(d["good"]), int(d["poor"])
+            rows.append([*(d[k] for k in keys), metric, n, float(q[0]), p75, float(q[2]),
+                         rating(metric, p75) if rated else "",
+                         round(good / n, 4) if rated else None, round((n - good - poor) / n, 4) if rated else None,
+                         round(poor / n, 4) if rated else None])
+        if p.by == "metric":
+            rows.sort(key=lambda r: (METRIC_ORDER.index(r[0]) if r[0] in METRIC_ORDER else 99, r[0]))
+        cols = [*keys, "metric", "samples", "p50", "p75", "p95", "rating", "good", "needs_improvement", "poor"]
+        types = [*(["String"] * len(keys)), "String", "UInt64", "Float64", "Float64", "Float64", "String",
+                 "Float64", "Float64", "Float64"]
+        return Report("vitals", p, {"samples": sum(r[len(keys) + 1] for r in rows)}, QueryResult(cols, types, rows))
+
+    def errors(self, p: ReportParams) -> Report:
+        """Error groups by fingerprint: count, affected sessions, first/last seen, a sample message and stack."""
+        t = self.table("errors_hourly")
+        where = self._where()
+        total = self._q(f"SELECT sum(events), uniqExact(fingerprint) FROM {t} WHERE {where}", p)
+        n, groups = (int(x or 0) for x in total.rows[0])
+        # Messages and stacks are only read for the top groups.
+        top = (f"{where} AND e.fingerprint IN (SELECT fingerprint FROM {t} WHERE {where} GROUP BY fingerprint "
+               "ORDER BY sum(events) DESC, max(last_seen) DESC LIMIT {limit:UInt32})")
+        res = self._q(
+            "SELECT lower(hex(e.fingerprint)) AS fingerprint, argMaxMerge(e.message) AS message, "
+            "sum(e.events) AS events, uniqMerge(e.sessions) AS sessions, min(e.first_seen) AS first_seen, "
+            "max(e.last_seen) AS last_seen, argMaxMerge(e.path) AS path, argMaxMerge(e.source) AS source, "
+            f"argMaxMerge(e.stack) AS stack FROM {t} AS e WHERE {top} GROUP BY e.fingerprint "
+            "ORDER BY events DESC, last_seen DESC", p,
+            ("fingerprint", "message", "events", "sessions", "first_seen", "last_seen", "path", "source", "stack"))
+        return Report("errors", p, {"errors": n, "groups": groups}, res)
+
+    def events(self, p: ReportParams) -> Report:
+        """Event counts by type and name (custom events by their name), with visitors."""
+        t = self.table("events_hourly")
+        where = self._where("type = {type:String}" if p.type else "")
+        res = self._q(
+            "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors "
+            f"FROM {t} WHERE {where} GROUP BY type, name "
+            "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p, ("type", "name", "events", "visitors"))
+        return Report("events", p, {"events": sum(int(r[2]) for r in res.rows)}, res)
+
+    def recent(self, p: ReportParams) -> Report:
+        """The latest events in the range (raw table, newest first), for a live strip."""
+        # Look at the range's last hour first, then its last day, then all of it: a live strip asks for
+        # a handful of rows, and the newest hour usually has them without scanning weeks of events.
+        res = None
+        for start in sorted({max(p.since, p.until - HOUR), max(p.since, p.until - DAY), p.since}, reverse=True):
+            res = self._recent(p, start)
+            if len(res.rows) >= p.limit:
+                break
+        assert res is not None
+        return Report("recent", p, {"events": len(res.rows)}, res)
+
+    def _recent(self, p: ReportParams, since: datetime) -> QueryResult:
+        t = self.table("events")
+        params = {**p.sql_params(), "since": int(since.timestamp())}
+        where = ("project_id = {project:String} AND toDate(ts) >= toDate(toDateTime({since:UInt32}, 'UTC')) "
+                 "AND toDate(ts) <= toDate(toDateTime({until:UInt32}, 'UTC')) "
+                 "AND ts >= toDateTime({since:UInt32}, 'UTC') AND ts < toDateTime({until:UInt32}, 'UTC') "
+                 "AND NOT is_bot" + (" AND type = {type:String}" if p.type else ""))
+        res = self.source.query(
+            "SELECT ts, type, name, path, device_type, browser, country, "
+            "multiIf(type = 'web_vital', concat(name, ' ', toString(round(value, 3))), "
+            "type = 'error', substring(error_message, 1, 160), type = 'click', substring(selector, 1, 160), "
+            "type = 'scroll', concat(toString(value), '%'), type = 'custom', name, "
+            "substring(title, 1, 160)) AS detail "
+            f"FROM {t} WHERE {where} ORDER BY ts DESC, event_id LIMIT {{limit:UInt32}}",
+            parameters=params, settings=self.settings)
+        if not res.columns:
+            return QueryResult(["ts", "type", "name", "path", "device_type", "browser", "country", "detail"],
+                               ["String"] * 8, [])
+        return res
+
+
+def rating(metric: str, value: float) -> str:
+    """Google's rating of a Web Vitals value: good, needs-improvement or poor ('' if unrated)."""
+    if metric not in THRESHOLDS:
+        return ""
+    good, poor = THRESHOLDS[metric]
+    if value <= good:
+        return "good"
+    return "poor" if value > poor else "needs-improvement"
+
+
+def _as_utc(t: Any) -> datetime:
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if not isinstance(t, datetime):
+        raise QueryError(f"expected a time bucket, got {t!r}")
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

@@ -1,0 +1,87 @@
+"""Query API: GET /v1/stats/<report> answers a report as JSON (admin token, read-only, validated)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from obsd.errors import ObsdError
+from obsd.httperrors import HttpError, json_response
+from obsd.privacy.access import AdminAccess
+from obsd.query.params import ReportError, ReportParams, parse_params
+from obsd.query.reports import REPORTS, Reports
+from obsd.settings import Settings
+from obsd.store.client import Store
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class StatsApi:
+    """Handlers for /v1/stats and /v1/stats/<report>, guarded by the admin check."""
+
+    def __init__(self, settings: Settings, access: AdminAccess) -> None:
+        self.settings = settings
+        self.access = access
+        self.projects = [p.id for p in settings.projects]
+        self._store: Store | None = None
+        self._reports: Reports | None = None
+        # One thread owns this Store (Stores are not thread-safe); reports queue behind each other.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="obsd-stats")
+
+    def routes(self, app: web.Application) -> None:
+        """Register the stats routes."""
+        app.router.add_get("/v1/stats", self.index)
+        app.router.add_get("/v1/stats/{report}", self.report)
+        app.on_cleanup.append(self._cleanup)
+
+    async def _cleanup(self, app: web.Application) -> None:
+        self.close()
+
+    async def index(self, request: web.Request) -> web.Response:
+        """The reports and projects this daemon can answer for."""
+        self.access.check(request)
+        return json_response({"reports": list(REPORTS), "projects": self.projects}, headers=NO_STORE)
+
+    async def report(self, request: web.Request) -> web.Response:
+        """One report over the rollups, with parameters from the query string."""
+        self.access.check(request)
+        name = request.match_info["report"]
+        if name not in REPORTS:
+            raise HttpError(404, "unknown_report", f"no report {name!r}; reports: {', '.join(REPORTS)}")
+        raw = {}
+        for key in request.query:
+            values = request.query.getall(key)
+            if len(values) > 1:
+                raise HttpError(400, "invalid_parameter", f"{key} is given {len(values)} times; give it once")
+            raw[key] = values[0]
+        default = self.projects[0] if len(self.projects) == 1 else None
+        try:
+            params = parse_params(raw, default_project=default)
+        except ReportError as exc:
+            raise HttpError(400, "invalid_parameter", str(exc)) from exc
+        if params.project not in self.projects:
+            raise HttpError(400, "unknown_project", f"project {params.project!r} is not configured; "
+                            f"projects: {', '.join(self.projects) or '(none)'}")
+        loop = asyncio.get_running_loop()
+        try:
+            report = await loop.run_in_executor(self._pool, self._run, name, params)
+        except ObsdError as exc:
+            raise HttpError(503, "report_failed", f"the {name} report failed: {exc}",
+                            retry_after=5) from exc
+        return json_response(report, headers=NO_STORE)
+
+    def _run(self, name: str, params: ReportParams) -> dict[str, object]:
+        if self._reports is None:
+            s = self.settings
+            self._store = Store(s.dsn, s.clickhouse.database)
+            self._reports = Reports(self._store, s.clickhouse.database, cluster=bool(s.clickhouse.cluster),
+                                    timeout_s=s.clickhouse.query_timeout_s)
+        return self._reports.run(name, params).to_json()
+
+    def close(self) -> None:
+        """Wait for running reports and close the store connection."""
+        self._pool.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,36 @@
+"""The words every stage shares: event types, Web Vitals and their thresholds, and the id patterns.
+
+Each rule has this one owner; the wire decoder, the settings, reports, purge and the import all
+import it from here (a test keeps the SQL rollups' thresholds equal to these).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal, get_args
+
+EventType = Literal["pageview", "click", "scroll", "error", "web_vital", "custom"]
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+VITALS: Final = ("LCP", "INP", "CLS", "FCP", "TTFB")
+# Google's published Web Vitals thresholds: value <= good is "good", value > poor is "poor". FID is
+# no longer sent by the SDK but is still rated when old data has it.
+THRESHOLDS: Final[dict[str, tuple[float, float]]] = {
+    "LCP": (2500, 4000), "INP": (200, 500), "CLS": (0.1, 0.25), "FCP": (1800, 3000),
+    "TTFB": (800, 1800), "FID": (100, 300),
+}
+METRIC_ORDER: Final = (*VITALS, "FID")
+
+PROJECT_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+PROJECT_ID_RULE: Final = "1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SESSION_ID_RULE: Final = "1-64 characters of letters, digits, '-' or '_'"
+
+
+def is_project_id(text: str) -> bool:
+    """True when `text` is a valid project id."""
+    return PROJECT_ID.fullmatch(text) is not None
+
+
+def is_session_id(text: str) -> bool:
+    """True when `text` is a valid session id."""
+    return SESSION_ID.fullmatch(text) is not None

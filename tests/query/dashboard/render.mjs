@@ -1,0 +1,80 @@
+// Renders /dashboard in headless Chromium and prints what a person would read off it, as JSON.
+// Usage: node render.mjs <base-url> <admin-token> <screenshot.png>
+import { createRequire } from "node:module";
+
+const require = createRequire(new URL("../../../sdk/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+const [base, token, shot] = process.argv.slice(2);
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: ARGS });
+const out = { foreign: [], consoleErrors: [] };
+try {
+  // 1. Without a token the page asks for one; a wrong token is refused in words, the right one opens it.
+  const ctx1 = await browser.newContext();
+  const p1 = await ctx1.newPage();
+  await p1.goto(`${base}/dashboard`);
+  await p1.waitForSelector("#login:not([hidden])", { timeout: 15000 });
+  await p1.fill("#token", "wrong-token");
+  await p1.click("#login button[type=submit]");
+  await p1.waitForFunction(() => document.querySelector("#login-error").textContent.length > 0, null, { timeout: 15000 });
+  out.wrongTokenMessage = await p1.textContent("#login-error");
+  await p1.fill("#token", token);
+  await p1.click("#login button[type=submit]");
+  await p1.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.loginFormOpens = await p1.isHidden("#login");
+  await ctx1.close();
+
+  // 2. The documented way in: the token in the URL fragment, which the page moves to sessionStorage.
+  const ctx = await browser.newContext({ viewport: { width: 1360, height: 1000 } });
+  const page = await ctx.newPage();
+  page.on("request", (r) => { if (!r.url().startsWith(base)) out.foreign.push(r.url()); });
+  page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
+  page.on("pageerror", (e) => out.consoleErrors.push(String(e)));
+  await page.goto(`${base}/dashboard#token=${encodeURIComponent(token)}`);
+  await page.waitForSelector("body[data-ready='1'][data-live-ready='1']", { timeout: 20000 });
+  out.url = page.url();
+  out.tokenStored = await page.evaluate(() => sessionStorage.getItem("obsd.token") !== null);
+  out.kpis = await page.$$eval("[data-kpi]", (els) => Object.fromEntries(els.map((e) => [e.dataset.kpi, e.textContent])));
+  const rows = (sel) => page.$$eval(sel, (trs) => trs.map((tr) => ({
+    key: tr.dataset.key, visitors: tr.querySelector("[data-col=visitors]")?.textContent,
+    pageviews: tr.querySelector("[data-col=pageviews]")?.textContent, share: tr.querySelector("[data-col=share]")?.textContent,
+  })));
+  out.pages = await rows("#pages tbody tr[data-key]");
+  out.referrers = await rows("#referrers tbody tr[data-key]");
+  out.devices = {};
+  for (const dim of ["device", "browser", "os"]) out.devices[dim] = await rows(`#devices table[data-dimension=${dim}] tr[data-key]`);
+  out.vitals = await page.$$eval(".vital", (els) => els.map((e) => ({
+    metric: e.dataset.metric, rating: e.dataset.rating, p75: Number(e.dataset.p75), text: e.querySelector(".p75").textContent,
+    colour: getComputedStyle(e.querySelector(".p75")).color,
+  })));
+  out.errors = await page.$$eval("#errors tbody tr[data-key]", (trs) => trs.map((tr) => ({
+    key: tr.dataset.key, message: tr.querySelector("summary").textContent,
+    events: tr.querySelector("[data-col=events]").textContent, sessions: tr.querySelector("[data-col=sessions]").textContent,
+  })));
+  out.live = await page.$$eval("#live li[data-type]", (lis) => lis.map((li) => li.dataset.type));
+  const svg = await page.$("#chart svg");
+  out.chart = { buckets: Number(await svg.getAttribute("data-buckets")), max: Number(await svg.getAttribute("data-max")),
+    ymax: await page.textContent("#chart text.ymax") };
+  // Hover the highest point of the pageviews line and read the tooltip.
+  const pts = (await page.getAttribute("#chart polyline.pageviews", "points")).split(" ").map((p) => p.split(",").map(Number));
+  const top = pts.reduce((a, b) => (b[1] < a[1] ? b : a));
+  const box = await svg.boundingBox();
+  const vb = await svg.evaluate((s) => s.viewBox.baseVal.width);
+  await page.mouse.move(box.x + (top[0] * box.width) / vb, box.y + box.height / 2);
+  out.tooltip = await page.textContent("#chart .tip");
+  // Switching the range to 7 days re-asks the API with daily buckets.
+  await page.evaluate(() => { document.body.dataset.ready = "0"; });
+  await page.click("#ranges button[data-since='7d']");
+  await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.weekBuckets = Number(await page.getAttribute("#chart svg", "data-buckets"));
+  out.weekUrl = page.url();
+  await page.click("#ranges button[data-since='24h']");
+  await page.waitForSelector("#chart svg[data-buckets='24']", { timeout: 20000 });
+  await page.mouse.move(box.x + (top[0] * box.width) / vb, box.y + box.height / 2);
+  await page.screenshot({ path: shot, fullPage: true });
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(out));

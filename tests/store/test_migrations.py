@@ -1,0 +1,96 @@
+"""Migrations against a real chDB store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from obsd.errors import MigrationError, PendingMigrationsError
+from obsd.server import check_migrations
+from obsd.settings import load_settings
+from obsd.store.client import Store
+from obsd.store.migrations import Migrator, create, discover, render
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"chdb://{tmp_path}/ch", "obsd")
+    yield s
+    s.close()
+
+
+def _tables(store: Store) -> set[str]:
+    return {r[0] for r in store.query("SELECT name FROM system.tables WHERE database = 'obsd'").rows}
+
+
+def test_up_down_up_round_trip(store: Store) -> None:
+    """Up creates the tables, down removes them, up again brings them back; re-running is a no-op."""
+    m = Migrator(store)
+    applied = m.up()
+    assert [x.label for x in applied][:1] == ["0001_events"]
+    assert {"events", "events_rejected"} <= _tables(store)
+    assert m.up() == []
+    assert all(st.applied_at is not None for st in m.status())
+    reverted = m.down(steps=len(applied))
+    assert [x.version for x in reverted] == sorted((x.version for x in applied), reverse=True)
+    assert "events" not in _tables(store)
+    assert m.pending() == m.migrations
+    m.up()
+    assert {"events", "events_rejected"} <= _tables(store) and m.pending() == []
+
+
+def test_up_to_stops_at_a_version(tmp_path: Path, store: Store) -> None:
+    """--to N applies migrations up to N only."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "0001_a.up.sql").write_text("CREATE TABLE {{db}}.a (x UInt8) ENGINE = MergeTree ORDER BY x;")
+    (d / "0001_a.down.sql").write_text("DROP TABLE {{db}}.a;")
+    (d / "0002_b.up.sql").write_text("CREATE TABLE {{db}}.b (x UInt8) ENGINE = MergeTree ORDER BY x;")
+    m = Migrator(store, d)
+    assert [x.version for x in m.up(to=1)] == [1]
+    assert [x.version for x in m.pending()] == [2]
+
+
+def test_failing_migration_names_the_file_and_keeps_state_true(tmp_path: Path, store: Store) -> None:
+    """A broken migration stops with ClickHouse's error and the file name; earlier ones stay recorded."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "0001_ok.up.sql").write_text("CREATE TABLE {{db}}.ok (x UInt8) ENGINE = MergeTree ORDER BY x;")
+    (d / "0002_broken.up.sql").write_text("CREATE TABLE {{db}}.bad (x NoSuchType) ENGINE = MergeTree ORDER BY x;")
+    m = Migrator(store, d)
+    with pytest.raises(MigrationError) as info:
+        m.up()
+    assert "0002_broken.up.sql" in str(info.value) and "NoSuchType" in str(info.value)
+    assert set(m.applied()) == {1}
+    assert [x.version for x in m.pending()] == [2]
+
+
+def test_serve_refuses_pending_migrations_unless_asked(tmp_path: Path) -> None:
+    """obsd serve names the pending migrations and how to apply them; --migrate applies them."""
+    cfg = tmp_path / "obsd.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}/data"\n')
+    settings = load_settings(cfg, environ={})
+    with pytest.raises(PendingMigrationsError) as info:
+        check_migrations(settings, migrate=False)
+    assert "0001_events" in str(info.value) and "obsd migrate up" in str(info.value)
+    assert "0001_events" in check_migrations(settings, migrate=True)
+    assert check_migrations(settings, migrate=False) == []
+
+
+def test_create_numbers_the_next_pair(tmp_path: Path) -> None:
+    """create writes the next numbered up/down pair that discover then finds."""
+    up, down = create(tmp_path, "Add country column")
+    assert up.name == "0001_add_country_column.up.sql" and down.exists()
+    up2, _ = create(tmp_path, "second")
+    assert up2.name.startswith("0002_")
+    assert [m.version for m in discover(tmp_path)] == [1, 2]
+
+
+def test_cluster_rendering_uses_replicated_engines() -> None:
+    """With a cluster, DDL gets ON CLUSTER and Replicated engines; without, it stays plain."""
+    sql = "CREATE TABLE {{db}}.t {{on_cluster}} (x UInt8) ENGINE = {{engine:MergeTree}} ORDER BY x"
+    assert render(sql, "obsd") == "CREATE TABLE obsd.t  (x UInt8) ENGINE = MergeTree ORDER BY x"
+    clustered = render(sql, "obsd", "main")
+    assert "ON CLUSTER 'main'" in clustered
+    assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/obsd/{table}'" in clustered
