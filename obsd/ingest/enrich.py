@@ -34,12 +34,17 @@ class Encoded:
     rejected: list[Rejected]
 
 
+_UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+_NO_UTM = ("",) * len(_UTM)
+
+
 @lru_cache(maxsize=8192)
-def _utm(url: str) -> tuple[str, str, str]:
+def _utm(url: str) -> tuple[str, ...]:
+    """The five UTM parameters of a (scrubbed) URL, each capped at 200 characters."""
     if "utm_" not in url:
-        return "", "", ""
+        return _NO_UTM
     q = dict(parse_qsl(urlsplit(url).query))
-    return q.get("utm_source", "")[:200], q.get("utm_medium", "")[:200], q.get("utm_campaign", "")[:200]
+    return tuple(q.get(k, "")[:200] for k in _UTM)
 
 
 def _clamp16(v: int) -> int:
@@ -92,7 +97,7 @@ class RowEncoder:
             device_type=ua.device_type, is_bot=ua.is_bot, country=client.country, language=(ctx.language or "")[:35],
             timezone=(ctx.timezone or "")[:64], screen_width=_clamp16(screen[0]), screen_height=_clamp16(screen[1]),
             viewport_width=_clamp16(viewport[0]), viewport_height=_clamp16(viewport[1]),
-            environment=(env.environment or "")[:64], sdk=sdk[:64],
+            environment=(env.environment or "")[:64], release=(env.release or "")[:128], sdk=sdk[:64],
         )
         rows: list[EventPart] = []
         check = self.validator.check
@@ -124,7 +129,7 @@ class RowEncoder:
         row = EventPart(
             event_id=e.id, type=t, ts=e.ts / 1000, name=e.name or "", url=url, hostname=host, path=path,
             referrer=referrer, referrer_host=ref_host, title=scrub_text(e.title) if e.title else title,
-            utm_source=utm[0], utm_medium=utm[1], utm_campaign=utm[2],
+            utm_source=utm[0], utm_medium=utm[1], utm_campaign=utm[2], utm_content=utm[3], utm_term=utm[4],
         )
         if t == "web_vital":
             row.value = e.value or 0.0

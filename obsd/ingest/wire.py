@@ -77,6 +77,7 @@ class _EnvelopeFields(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None
     context: Context = Context()
     environment: str | None = None
+    release: str | None = None
     dropped: int | None = None
 
 

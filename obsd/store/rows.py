@@ -29,6 +29,8 @@ class EventPart(msgspec.Struct, omit_defaults=True):
     utm_source: str = ""
     utm_medium: str = ""
     utm_campaign: str = ""
+    utm_content: str = ""
+    utm_term: str = ""
     value: float = 0.0
     rating: str = ""
     selector: str = ""
@@ -56,6 +58,8 @@ class Common(msgspec.Struct, omit_defaults=True):
     device_type: str = ""
     is_bot: bool = False
     country: str = ""
+    region: str = ""
+    city: str = ""
     language: str = ""
     timezone: str = ""
     screen_width: int = 0
@@ -63,7 +67,9 @@ class Common(msgspec.Struct, omit_defaults=True):
     viewport_width: int = 0
     viewport_height: int = 0
     environment: str = ""
+    release: str = ""
     sdk: str = ""
+    protocol: str = ""  # '' is stored as the column default, 'obsd'
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

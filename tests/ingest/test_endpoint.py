@@ -53,6 +53,19 @@ def test_batch_becomes_rows_with_the_right_values(daemon: Daemon) -> None:
     assert json.loads(rows["custom"]["props"]) == {"amount": 99.99, "sku": "A1"}
 
 
+def test_release_and_all_five_utm_parameters_are_stored(daemon: Daemon) -> None:
+    """The envelope's release and every utm_* parameter of the page URL land in their columns."""
+    url = ("https://shop.example/p/9?utm_source=news&utm_medium=email&utm_campaign=spring&utm_content=hero"
+           "&utm_term=red+shoes")
+    r = daemon.post(envelope([event()], session_id="utm-release", url=url, release="shop@2.4.1"))
+    assert r.status == 202
+    daemon.wait_for("SELECT count() FROM obsd.events WHERE session_id = 'utm-release'", 1)
+    row = daemon.query("SELECT release, protocol, utm_source, utm_medium, utm_campaign, utm_content, utm_term "
+                       "FROM obsd.events WHERE session_id = 'utm-release'")[0]
+    assert row == {"release": "shop@2.4.1", "protocol": "obsd", "utm_source": "news", "utm_medium": "email",
+                   "utm_campaign": "spring", "utm_content": "hero", "utm_term": "red shoes"}
+
+
 def test_gzip_bodies_by_header_and_by_query_flag(daemon: Daemon) -> None:
     """Gzip is read from Content-Encoding and from ?gzip=1 (the beacon path cannot set headers)."""
     sid = uuid.uuid4().hex[:16]

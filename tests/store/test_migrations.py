@@ -11,6 +11,7 @@ from obsd.server import check_migrations
 from obsd.settings import load_settings
 from obsd.store.client import Store
 from obsd.store.migrations import Migrator, create, discover, render
+from obsd.store.rows import DeadLetter, row_fields
 
 
 @pytest.fixture
@@ -94,3 +95,26 @@ def test_cluster_rendering_uses_replicated_engines() -> None:
     clustered = render(sql, "obsd", "main")
     assert "ON CLUSTER 'main'" in clustered
     assert "ReplicatedMergeTree('/clickhouse/tables/{shard}/obsd/{table}'" in clustered
+
+
+def test_rows_written_before_0005_keep_their_data_and_read_as_obsd(store: Store) -> None:
+    """A store at 0004 with events in it takes 0005: the rows stay, with protocol 'obsd' and empty new columns."""
+    m = Migrator(store)
+    m.up(to=4)
+    store.insert_ndjson("events", b'{"project_id": "demo", "event_id": "0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21", '
+                                  b'"type": "pageview", "ts": 1764288000, "path": "/old"}\n')
+    m.up()
+    rows = store.query("SELECT path, protocol, release, utm_content, region FROM obsd.events").rows
+    assert rows == [["/old", "obsd", "", "", ""]]
+
+
+def test_row_structs_are_the_tables_columns(store: Store) -> None:
+    """The Structs obsd writes name exactly the columns of obsd.events and obsd.events_rejected."""
+    Migrator(store).up()
+
+    def columns(table: str) -> set[str]:
+        return {r[0] for r in store.query("SELECT name FROM system.columns WHERE database = 'obsd' "
+                                          f"AND table = '{table}'").rows}
+
+    assert columns("events") == row_fields()
+    assert columns("events_rejected") == set(DeadLetter.__struct_fields__)
