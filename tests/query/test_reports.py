@@ -223,7 +223,8 @@ def test_backfill_gives_the_same_reports_as_the_views(scratch: Store) -> None:
     r = Reports(s, s.database)
     before = {name: r.run(name, _params()).to_json() for name in REPORTS}
     assert before["overview"]["summary"]["pageviews"] > 0
-    assert [x.version for x in m.down(3)] == [4, 3, 2]
+    later = sorted((x.version for x in m.migrations if x.version > 1), reverse=True)
+    assert [x.version for x in m.down(len(later))] == later  # everything built on the events table
     m.up()
     assert {name: r.run(name, _params()).to_json() for name in REPORTS} == before
 
