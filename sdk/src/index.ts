@@ -14,6 +14,8 @@ export interface Options {
   endpoint?: string;
   /** Sent with every batch, e.g. `production` or `staging`. */
   environment?: string;
+  /** The version of the site or app, sent with every batch, e.g. `shop@2.4.1`. */
+  release?: string;
   /** Send as soon as this many events are queued. Default 20. */
   batchSize?: number;
   /** Send queued events at least this often, in ms. Default 5000. */
@@ -63,13 +65,23 @@ interface Queued {
   e: WireEvent;
 }
 
+/**
+ * Events sent together. Its id goes out as `batch_id` and stays the same for every resend of these
+ * very events (after a 503, a 429 or a lost answer), so the server stores them once.
+ */
+interface Batch {
+  id: string;
+  items: Queued[];
+  dropped: number;
+}
+
 // Below this size gzip saves too little to be worth an asynchronous step.
 const MIN_GZIP = 1024;
 const STASH = 'obsd_queue';
 const MAX_ERRORS = 50;
 const MAX_PER_ERROR = 5;
 
-type Resolved = Required<Omit<Options, 'environment'>> & { environment?: string };
+type Resolved = Required<Omit<Options, 'environment' | 'release'>> & { environment?: string; release?: string };
 
 /** The obsd browser SDK. Every public method is safe to call in any state and never throws. */
 export class Observability {
@@ -83,7 +95,9 @@ export class Observability {
   _timer: ReturnType<typeof setTimeout> | 0 = 0;
   _sending: Promise<void> = Promise.resolve();
   /** A batch being gzipped: if the page hides meanwhile, it is sent uncompressed instead. */
-  _compressing: { items: Queued[]; dropped: number } | null = null;
+  _compressing: Batch | null = null;
+  /** A batch that was sent and must be resent as it is (same id, same events). */
+  _retry: Batch | null = null;
   _off: (() => void)[] = [];
   _log: (...a: unknown[]) => void = noop;
   _started = false;
@@ -135,7 +149,7 @@ export class Observability {
         this._state = state;
         this._q = [];
         this._dropped = 0;
-        this._compressing = null;
+        this._compressing = this._retry = null;
         // Forget the page too, so that a later grant records it.
         this._pageKey = null;
         this._session._persistTo(false);
@@ -349,13 +363,24 @@ export class Observability {
     return n;
   }
 
-  _envelope(items: Queued[], dropped: number): string {
+  /** Take the next batch off the queue: the head run of one session, up to `max` events. */
+  _take(max: number): Batch {
+    const items = this._q.splice(0, this._run(max));
+    const batch = { id: uuid(), items, dropped: this._dropped };
+    this._dropped = 0;
+    return batch;
+  }
+
+  _envelope(b: Batch): string {
+    const items = b.items;
     return JSON.stringify({
       sdk: { name: 'obsd-js', version: VERSION },
       sent_at: Date.now(),
+      batch_id: b.id,
       session_id: items[0].s,
       environment: this._o.environment,
-      dropped: dropped || undefined,
+      release: this._o.release,
+      dropped: b.dropped || undefined,
       context: {
         url: location.href,
         referrer: document.referrer,
@@ -371,38 +396,36 @@ export class Observability {
 
   async _drain(): Promise<void> {
     const tx = this._tx;
-    while (this._q.length && this._state === 'granted' && !tx._refused) {
+    while ((this._retry || this._q.length) && this._state === 'granted' && !tx._refused) {
       const wait = tx._retryAt - Date.now();
       if (wait > 0) {
         clearTimeout(this._timer);
         this._timer = 0;
         return this._schedule(wait);
       }
-      const items = this._q.splice(0, this._run(this._o.batchSize));
-      const dropped = this._dropped;
-      this._dropped = 0;
-      const text = this._envelope(items, dropped);
+      const batch = this._retry || this._take(this._o.batchSize);
+      this._retry = null;
+      const text = this._envelope(batch);
       let body: string | Blob = text;
       if (this._o.compression && text.length >= MIN_GZIP && typeof CompressionStream == 'function') {
-        const job = (this._compressing = { items, dropped });
+        this._compressing = batch;
         try {
           body = await gzip(text);
         } catch (e) {
           this._log('gzip', e);
         }
         // The page was hidden while compressing and sent these uncompressed, or consent was withdrawn.
-        if (this._compressing !== job) continue;
+        if (this._compressing !== batch) continue;
         this._compressing = null;
       }
       const outcome = await tx._post(body, body !== text);
       if (outcome === Outcome.Retry) {
-        this._q.unshift(...items);
-        this._dropped += dropped;
-        this._bound();
+        // Resent later exactly as it is: the server may have stored it and only the answer was lost.
+        this._retry = batch;
       } else if (outcome === Outcome.GiveUp) {
-        this._dropped += dropped + items.length;
+        this._dropped += batch.dropped + batch.items.length;
       } else if (outcome === Outcome.Reject) {
-        this._dropped += dropped;
+        this._dropped += batch.dropped;
       }
     }
   }
@@ -415,17 +438,16 @@ export class Observability {
     this._navigated();
     this._reportScroll();
     if (this._state !== 'granted' || this._stopped) return;
-    const job = this._compressing;
-    if (job) {
-      this._compressing = null;
-      this._q.unshift(...job.items);
-      this._dropped += job.dropped;
-    }
+    // A batch being compressed (or waiting to be resent) goes first, whole and with its id.
+    const pending = (this._retry = this._compressing || this._retry);
+    this._compressing = null;
     const tx = this._tx;
-    while (this._q.length && !tx._refused && Date.now() >= tx._retryAt) {
+    if (pending && !tx._refused && Date.now() >= tx._retryAt && tx._sendNow(this._envelope(pending))) this._retry = null;
+    while (!this._retry && this._q.length && !tx._refused && Date.now() >= tx._retryAt) {
       let n = this._run(this._q.length);
-      let text = this._envelope(this._q.slice(0, n), this._dropped);
-      while (n > 1 && !tx._fits(utf8Size(text))) text = this._envelope(this._q.slice(0, (n = Math.ceil(n / 2))), this._dropped);
+      const batch = { id: uuid(), items: this._q.slice(0, n), dropped: this._dropped };
+      let text = this._envelope(batch);
+      while (n > 1 && !tx._fits(utf8Size(text))) text = this._envelope({ ...batch, items: this._q.slice(0, (n = Math.ceil(n / 2))) });
       if (!tx._sendNow(text)) {
         if (n > 1 || tx._inflight) break;
         // A single event larger than the whole budget can never leave this way.
@@ -436,10 +458,11 @@ export class Observability {
     this._stash();
   }
 
-  /** Keep unsent events in sessionStorage for the next page of this tab, or clear them. */
+  /** Keep unsent events (and a batch awaiting its resend) in sessionStorage for the next page of this tab. */
   _stash(clear?: boolean): void {
     try {
-      if (!clear && this._q.length && this._session._persist) sessionStorage.setItem(STASH, JSON.stringify([this._dropped, this._q]));
+      if (!clear && (this._q.length || this._retry) && this._session._persist)
+        sessionStorage.setItem(STASH, JSON.stringify([this._dropped, this._q, this._retry]));
       else sessionStorage.removeItem(STASH);
     } catch {
       // Storage blocked or full: the events are lost with the page, as without a stash.
@@ -451,9 +474,10 @@ export class Observability {
       const stashed = sessionStorage.getItem(STASH);
       sessionStorage.removeItem(STASH);
       if (stashed && this._state !== 'denied') {
-        const [dropped, items] = JSON.parse(stashed) as [number, Queued[]];
+        const [dropped, items, retry] = JSON.parse(stashed) as [number, Queued[], Batch | null | undefined];
         this._q = items;
         this._dropped = dropped;
+        this._retry = retry || null;
         this._log('restored', items);
         this._schedule(0);
       }

@@ -9,6 +9,8 @@ export interface Envelope {
   sent_at: number;
   session_id: string;
   environment?: string;
+  release?: string;
+  batch_id?: string;
   dropped?: number;
   context: Record<string, unknown>;
   events: Array<Record<string, any>>;

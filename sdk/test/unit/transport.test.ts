@@ -124,7 +124,7 @@ describe('compression', () => {
 });
 
 describe('retries', () => {
-  test('429 with Retry-After: nothing is sent before it has passed, then the batch is resent', async () => {
+  test('429 with Retry-After: nothing is sent before it has passed, then the same batch is resent', async () => {
     net.replies.push({ status: 429, headers: { 'Retry-After': '7' } });
     const obs = start(quiet);
     obs.track('a');
@@ -136,10 +136,13 @@ describe('retries', () => {
     expect(net.requests).toHaveLength(1);
     vi.advanceTimersByTime(1);
     await settle();
-    expect(net.requests).toHaveLength(2);
+    expect(net.requests).toHaveLength(3);
     const bodies = await net.bodies();
-    expect(bodies[1].events.map((e) => e.name)).toEqual(['a', 'b']);
-    expect(bodies[1].events[0].id).toBe(bodies[0].events[0].id);
+    // The resend is the very same batch (same id, same events); what came later goes in a batch of its own.
+    expect(bodies[1].batch_id).toBe(bodies[0].batch_id);
+    expect(bodies[1].events).toEqual(bodies[0].events);
+    expect(bodies[2].events.map((e) => e.name)).toEqual(['b']);
+    expect(bodies[2].batch_id).not.toBe(bodies[0].batch_id);
   });
 
   test('503 with an HTTP-date Retry-After is honoured', async () => {
@@ -216,22 +219,92 @@ describe('retries', () => {
   });
 });
 
+describe('batch ids', () => {
+  test('every batch has its own UUID batch_id', async () => {
+    const obs = start({ ...quiet, batchSize: 1 });
+    obs.track('a');
+    obs.track('b');
+    await obs.flush();
+    const [x, y] = await net.bodies();
+    expect(x.batch_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(y.batch_id).not.toBe(x.batch_id);
+  });
+
+  test.each(['network-error', 500, 503] as const)('after %s the batch is resent with the same id and events', async (reply) => {
+    vi.spyOn(Math, 'random').mockReturnValue(0);
+    net.replies.push(reply);
+    const obs = start(quiet);
+    obs.track('a');
+    obs.track('b');
+    await obs.flush();
+    obs.track('c'); // arrives while the batch waits for its resend: it must not join it
+    await runFor(3000);
+    const bodies = await net.bodies();
+    expect(bodies[1].batch_id).toBe(bodies[0].batch_id);
+    expect(bodies[1].events.map((e) => e.id)).toEqual(bodies[0].events.map((e) => e.id));
+    expect(bodies[2].events.map((e) => e.name)).toEqual(['c']);
+  });
+
+  test('a resend caught by the page hiding goes by beacon with its id', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0);
+    net.replies.push('network-error');
+    const obs = start(quiet);
+    for (let i = 0; i < 10; i++) obs.track('big', { description: 'x'.repeat(100) });
+    await obs.flush(); // gzipped, lost
+    vi.advanceTimersByTime(500); // the backoff ends: the resend starts compressing again…
+    setVisibility('hidden'); // …and the page hides before it is done
+    await settle();
+    const bodies = await net.bodies();
+    expect(net.requests.map((r) => r.via)).toEqual(['fetch', 'beacon']);
+    expect(bodies[1].batch_id).toBe(bodies[0].batch_id);
+    expect(bodies[1].events.map((e) => e.id)).toEqual(bodies[0].events.map((e) => e.id));
+  });
+
+  test('a batch waiting for its resend keeps its id across pages of the tab', async () => {
+    net.replies.push({ status: 503, headers: { 'Retry-After': '30' } });
+    const first = start(quiet);
+    first.track('a');
+    await first.flush();
+    setVisibility('hidden'); // still in backoff: nothing may go now, so it is stashed
+    expect(net.requests).toHaveLength(1);
+    await first.shutdown();
+    vi.advanceTimersByTime(30000);
+    setVisibility('visible');
+    const next = start(quiet);
+    await settle();
+    await next.flush();
+    const bodies = await net.bodies();
+    expect(bodies).toHaveLength(2);
+    expect(bodies[1].batch_id).toBe(bodies[0].batch_id);
+    expect(bodies[1].events).toEqual(bodies[0].events);
+  });
+
+  test('release and environment go with every batch', async () => {
+    const obs = start({ ...quiet, release: 'shop@2.4.1', environment: 'staging' });
+    obs.track('a');
+    await obs.flush();
+    const [b] = await net.bodies();
+    expect([b.release, b.environment]).toEqual(['shop@2.4.1', 'staging']);
+  });
+});
+
 describe('bounded queue', () => {
   test('when full it drops the oldest events and reports how many', async () => {
     net.replies.push({ status: 503, headers: { 'Retry-After': '10' } });
     const obs = start({ ...quiet, maxQueueSize: 5, batchSize: 100 });
     obs.track('e0');
-    await obs.flush(); // fails: e0 back in the queue
+    await obs.flush(); // fails: e0 waits to be resent as it was (it may already be stored)
     for (let i = 1; i < 9; i++) obs.track('e' + i);
     vi.advanceTimersByTime(10000);
     await settle();
     const bodies = await net.bodies();
-    expect(bodies).toHaveLength(2);
-    expect(bodies[1].events.map((e) => e.name)).toEqual(['e4', 'e5', 'e6', 'e7', 'e8']);
-    expect(bodies[1].dropped).toBe(4);
+    expect(bodies).toHaveLength(3);
+    expect(bodies[1].events.map((e) => e.name)).toEqual(['e0']);
+    expect(bodies[2].events.map((e) => e.name)).toEqual(['e4', 'e5', 'e6', 'e7', 'e8']);
+    expect(bodies[2].dropped).toBe(3);
     obs.track('after');
     await obs.flush();
-    expect((await net.bodies())[2]).not.toHaveProperty('dropped');
+    expect((await net.bodies())[3]).not.toHaveProperty('dropped');
   });
 });
 
@@ -348,9 +421,12 @@ describe('page hide', () => {
     const next = start(quiet);
     await settle();
     await next.flush();
-    const last = (await net.bodies()).at(-1)!;
-    expect(last.events.map((e) => e.name)).toEqual(['a', 'b']);
-    expect(last.session_id).toBe((await net.bodies())[0].session_id);
+    const bodies = await net.bodies();
+    expect(bodies).toHaveLength(3);
+    // The batch that got the 503 goes again with its id; the event queued after it follows.
+    expect(bodies[1].batch_id).toBe(bodies[0].batch_id);
+    expect(bodies.slice(1).flatMap((b) => b.events.map((e) => e.name))).toEqual(['a', 'b']);
+    expect(bodies[2].session_id).toBe(bodies[0].session_id);
     expect(sessionStorage.getItem('obsd_queue')).toBeNull();
   });
 });
