@@ -2,6 +2,8 @@
 
 Prints one JSON line of results. With --acked-file, writes the ids of every acknowledged event
 (one per line, flushed after each 202) so crash tests can compare them with what the store holds.
+With --retry, each batch carries a batch_id and is resent unchanged after a 503, a 429 or a lost
+answer until it gets a 202 (as the browser SDK does), and --sent-file lists every id ever sent.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import aiohttp
 TYPES = ("pageview", "click", "scroll", "web_vital", "custom", "error")
 
 
-def make_batch(n: int, now_ms: int, session: str) -> tuple[bytes, list[str]]:
+def make_batch(n: int, now_ms: int, session: str, batch_id: str | None = None) -> tuple[bytes, list[str]]:
     """A realistic batch of n events with fresh ids, as JSON bytes."""
     ids = [str(uuid.uuid4()) for _ in range(n)]
     events: list[dict[str, Any]] = []
@@ -45,6 +47,8 @@ def make_batch(n: int, now_ms: int, session: str) -> tuple[bytes, list[str]]:
                        "title": "Product page", "language": "de-DE", "timezone": "Europe/Berlin",
                        "screen": [1920, 1080], "viewport": [1280, 720]},
            "events": events}
+    if batch_id:
+        env["batch_id"] = batch_id
     return json.dumps(env).encode(), ids
 
 
@@ -58,7 +62,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         now = int(time.time() * 1000)
         pool = [make_batch(args.batch, now, uuid.uuid4().hex[:16])[0] for _ in range(args.pool)]
     acked = open(args.acked_file, "a", buffering=1) if args.acked_file else None  # noqa: SIM115
-    stats: dict[str, Any] = {"requests": 0, "accepted": 0, "statuses": {}, "errors": 0}
+    sent = open(args.sent_file, "a", buffering=1) if args.sent_file else None  # noqa: SIM115
+    stats: dict[str, Any] = {"requests": 0, "accepted": 0, "statuses": {}, "errors": 0, "duplicates": 0,
+                             "reasons": {}}
     latencies: list[float] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,8 +76,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # regardless of how fast obsd answers (open-loop load: latency is not hidden by waiting).
     interval = args.concurrency / args.rate if args.rate > 0 else 0.0
 
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+
     async def worker(wid: int, session: aiohttp.ClientSession) -> None:
         i = wid
+        pending: tuple[bytes, list[str]] | None = None  # a batch to resend unchanged (--retry)
         next_at = time.monotonic() + (interval * wid / args.concurrency if interval else 0.0)
         while not stop.is_set() and time.monotonic() < deadline and stats["requests"] < max_requests:
             if interval:
@@ -79,31 +88,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 next_at += interval
-            if pool:
+            if pending is not None:
+                body, ids = pending
+            elif pool:
                 body, ids = pool[i % len(pool)], []
             else:
-                body, ids = make_batch(args.batch, int(time.time() * 1000), f"w{wid}")
+                body, ids = make_batch(args.batch, int(time.time() * 1000), f"w{wid}",
+                                       str(uuid.uuid4()) if args.retry else None)
+                if sent is not None:
+                    sent.write("\n".join(ids) + "\n")
             i += args.concurrency
             started = time.perf_counter()
             try:
-                async with session.post(url, data=body, headers=headers) as resp:
+                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
                     payload = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 stats["errors"] += 1
+                pending = (body, ids) if args.retry and ids else None
                 await asyncio.sleep(0.05)
                 continue
             latencies.append(time.perf_counter() - started)
             stats["requests"] += 1
             stats["statuses"][str(status)] = stats["statuses"].get(str(status), 0) + 1
+            pending = None
             if status == 202:
-                n = json.loads(payload)["accepted"]
-                stats["accepted"] += n
+                answer = json.loads(payload)
+                stats["accepted"] += answer["accepted"]
+                stats["duplicates"] += bool(answer.get("duplicate"))
                 if acked is not None and ids:
                     acked.write("\n".join(ids) + "\n")
-            elif status in (429, 503) and retry_after:
-                await asyncio.sleep(min(float(retry_after), 0.2))
+            elif status in (429, 503):
+                reason = json.loads(payload).get("error", "?")
+                stats["reasons"][reason] = stats["reasons"].get(reason, 0) + 1
+                pending = (body, ids) if args.retry and ids else None
+                if retry_after:
+                    await asyncio.sleep(min(float(retry_after), args.max_wait))
 
     started = time.monotonic()
     connector = aiohttp.TCPConnector(limit=args.concurrency)
@@ -112,6 +133,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.monotonic() - started
     if acked is not None:
         acked.close()
+    if sent is not None:
+        sent.close()
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -133,6 +156,10 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=500, help="distinct bodies cycled when ids are not tracked")
     p.add_argument("--acked-file", default="")
     p.add_argument("--rate", type=float, default=0.0, help="requests per second in all (0: as fast as possible)")
+    p.add_argument("--retry", action="store_true", help="send a batch_id and resend a refused batch until 202")
+    p.add_argument("--sent-file", default="", help="with --retry: every id sent, acknowledged or not")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as lost")
+    p.add_argument("--max-wait", type=float, default=0.2, help="longest Retry-After to honour, in seconds")
     args = p.parse_args()
     try:
         import uvloop

@@ -48,6 +48,30 @@ class QueryError(ObsdError):
 
 
 class SpoolError(ObsdError):
-    """The durable spool cannot be written or read."""
+    """The durable spool cannot be written or read; `full` when the disk (or its quota) is out of space."""
 
     exit_code = 7
+
+    def __init__(self, message: str, *, full: bool = False, kept: bool = False) -> None:
+        super().__init__(message)
+        self.full = full
+        # The record was written whole but its sync failed and could not be cut off: it stays in the
+        # spool and will be stored, so a resend of its batches must be recognised.
+        self.kept = kept
+
+
+class Overloaded(ObsdError):
+    """obsd cannot promise to keep more events right now; the client should retry after `retry_after` s."""
+
+    exit_code = 8
+
+    def __init__(self, reason: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class TooLarge(ObsdError):
+    """A request is larger than obsd could ever hold at once; retrying it unchanged cannot help."""
+
+    exit_code = 8

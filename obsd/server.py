@@ -25,7 +25,7 @@ from obsd.ingest.sdk_routes import add_sdk_routes
 from obsd.ops.metrics import CONTENT_TYPE, Metrics
 from obsd.ops.systemd import Notifier, loop_lag_probe, watchdog
 from obsd.ops.tail import TailEndpoint, TailHub
-from obsd.pipeline.committer import Pipeline
+from obsd.pipeline.pipeline import Pipeline
 from obsd.privacy.access import AdminAccess, admin_token, is_loopback
 from obsd.privacy.useragent import warm_up
 from obsd.privacy.visitor import VisitorHasher, keep_rotated
@@ -107,7 +107,7 @@ class Server:
                               "uptime_s": round(time.time() - self.started_at, 1)})
 
     async def ready(self, request: web.Request) -> web.Response:
-        """The store is reachable, migrations are current and the buffer has room."""
+        """The store is reachable, every stage makes progress, migrations are current and there is room."""
         ok, checks = self.pipeline.ready()
         checks["migrations"] = "current"
         if ok:
@@ -126,9 +126,13 @@ class Server:
         assert self.access is not None
         self.access.check(request)
         ok, checks = self.pipeline.ready()
+        window = self.pipeline.batch_ids
         return json_response({
             "version": __version__, "ready": ok, "checks": checks, "uptime_s": round(time.time() - self.started_at, 1),
             "durability": self.settings.spool.durability, "metrics": self.metrics.snapshot(),
+            "accounts": self.pipeline.accounts().to_json(),
+            "freshness": self.metrics.quantiles("obsd_freshness_seconds", (0.5, 0.99)),
+            "batch_ids": {"held": window.size, "evicted": window.evicted, "window_s": window.window_s},
             "limits": {"ring_max_events": self.settings.pipeline.ring_max_events,
                        "ring_max_bytes": self.settings.pipeline.ring_max_bytes,
                        "max_spool_bytes": self.settings.spool.max_spool_bytes},
@@ -182,9 +186,20 @@ class Server:
         self.notifier.ready(f"accepting events on {host}:{self.port}")
         lag = self.metrics.loop_lag_seconds.observe
         if self.notifier.watchdog_s:
-            self._spawn(watchdog(self.notifier, self.notifier.watchdog_s, lambda: not self._stop.is_set(), lag))
+            self._spawn(watchdog(self.notifier, self.notifier.watchdog_s, self._healthy, lag))
         else:
             self._spawn(loop_lag_probe(1.0, lag))
+
+    def _healthy(self) -> bool:
+        """Whether systemd's watchdog should be fed: running, and no pipeline stage is wedged."""
+        if self._stop.is_set():
+            return False
+        wedged = self.pipeline.wedged()
+        if wedged is not None:
+            log.error("pipeline.wedged", reason=wedged, action="not feeding the watchdog: systemd restarts obsd")
+            self.notifier.status(f"wedged: {wedged}"[:200])
+            return False
+        return True
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

@@ -37,6 +37,7 @@ class ServerSettings(_Section, frozen=True):
     tls_cert: str = ""
     tls_key: str = ""
     shutdown_timeout_s: float = 30.0
+    accept_deadline_s: float = 10.0
 
 
 class ClickHouseSettings(_Section, frozen=True):
@@ -60,6 +61,7 @@ class PipelineSettings(_Section, frozen=True):
     batch_interval_ms: int = 250
     retry_min_ms: int = 100
     retry_max_ms: int = 10_000
+    stall_timeout_s: float = 60.0
 
 
 class SpoolSettings(_Section, frozen=True):
@@ -70,6 +72,10 @@ class SpoolSettings(_Section, frozen=True):
     max_spool_bytes: int = 1024 * 1024 * 1024
     segment_bytes: int = 64 * 1024 * 1024
     compression_level: int = 1
+    preallocate: bool = False
+    max_rejected_bytes: int = 64 * 1024 * 1024
+    batch_id_window_s: float = 900.0
+    max_batch_ids: int = 4_000_000
 
 
 class LimitsSettings(_Section, frozen=True):
@@ -283,11 +289,19 @@ def validate(s: Settings) -> None:
         ("spool.max_spool_bytes", s.spool.max_spool_bytes),
         ("spool.segment_bytes", s.spool.segment_bytes),
         ("clickhouse.query_timeout_s", s.clickhouse.query_timeout_s),
+        ("server.accept_deadline_s", s.server.accept_deadline_s),
+        ("pipeline.stall_timeout_s", s.pipeline.stall_timeout_s),
+        ("spool.max_rejected_bytes", s.spool.max_rejected_bytes),
+        ("spool.batch_id_window_s", s.spool.batch_id_window_s),
+        ("spool.max_batch_ids", s.spool.max_batch_ids),
         ("clickhouse.query_max_rows", s.clickhouse.query_max_rows),
     ):
         _positive(name, value)
     if s.server.max_decompressed_bytes < s.server.max_body_bytes:
         raise ConfigError("server.max_decompressed_bytes must be at least server.max_body_bytes")
+    if s.pipeline.stall_timeout_s <= s.pipeline.retry_max_ms / 1000:
+        raise ConfigError("pipeline.stall_timeout_s must be longer than pipeline.retry_max_ms (a writer that "
+                          "waits between retries is not stalled)")
     if s.pipeline.retry_max_ms < s.pipeline.retry_min_ms:
         raise ConfigError("pipeline.retry_max_ms must be at least pipeline.retry_min_ms")
     if not 1 <= s.spool.compression_level <= 22:

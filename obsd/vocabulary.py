@@ -20,15 +20,23 @@ THRESHOLDS: Final[dict[str, tuple[float, float]]] = {
 }
 METRIC_ORDER: Final = (*VITALS, "FID")
 
+UUID_PATTERN: Final = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID_RULE: Final = "a UUID string like 0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21"
 PROJECT_ID: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PROJECT_ID_RULE: Final = "1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SESSION_ID_RULE: Final = "1-64 characters of letters, digits, '-' or '_'"
+_UUID: Final = re.compile(UUID_PATTERN)
 
 
 def is_project_id(text: str) -> bool:
     """True when `text` is a valid project id."""
     return PROJECT_ID.fullmatch(text) is not None
+
+
+def is_uuid(text: str) -> bool:
+    """True when `text` is a UUID string (event ids, batch ids)."""
+    return _UUID.match(text) is not None
 
 
 def is_session_id(text: str) -> bool:

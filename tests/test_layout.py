@@ -16,19 +16,20 @@ MAX_LINES = 450
 # What each package (or top-level module) may import from obsd. `obsd` itself (the version) is free.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "faults": set(),
     "vocabulary": set(),
     "httperrors": set(),
     "settings": {"errors", "vocabulary", "privacy"},
     "privacy": {"httperrors"},
-    "store": {"errors", "settings", "vocabulary"},
+    "store": {"errors", "faults", "settings", "vocabulary"},
     "ops": {"errors", "httperrors", "settings", "store"},
-    "pipeline": {"errors", "settings", "store", "ops"},
+    "pipeline": {"errors", "faults", "settings", "store", "ops"},
     "ingest": {"errors", "httperrors", "settings", "vocabulary", "privacy", "ops", "pipeline", "store"},
     "query": {"errors", "httperrors", "settings", "vocabulary", "privacy", "store"},
-    "server": {"errors", "httperrors", "settings", "vocabulary", "privacy", "store", "ops", "pipeline", "ingest",
-               "query"},
-    "cli": {"errors", "httperrors", "settings", "vocabulary", "privacy", "store", "ops", "pipeline", "ingest",
-            "query", "server"},
+    "server": {"errors", "faults", "httperrors", "settings", "vocabulary", "privacy", "store", "ops", "pipeline",
+               "ingest", "query"},
+    "cli": {"errors", "faults", "httperrors", "settings", "vocabulary", "privacy", "store", "ops", "pipeline",
+            "ingest", "query", "server"},
 }
 DAEMON = {"ingest", "pipeline", "store", "privacy", "query", "ops"}
 

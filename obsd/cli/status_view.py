@@ -102,7 +102,7 @@ class StatusView:
             f"  up {_duration(cur.at)}  durability={d.get('durability', '?')}  "
             f"projects={','.join(d.get('projects', [])) or '-'}",
         )
-        return Group(head, self._flow(), self._fill(), self._health(), self._rejects(), self._tail())
+        return Group(head, self._flow(), self._fill(), self._health(), self._stages(), self._rejects(), self._tail())
 
     def _flow(self) -> Table:
         cur = self.current
@@ -155,13 +155,43 @@ class StatusView:
         t.add_row("store", Text(store, style="green" if store == "ok" else "bold red"))
         for label, name in (("ingest request (mean)", "obsd_ingest_request_seconds"),
                             ("store insert (mean)", "obsd_store_insert_seconds"),
-                            ("freshness (mean)", "obsd_freshness_seconds"),
                             ("event-loop lag (mean)", "obsd_event_loop_lag_seconds")):
             m = self.mean(name)
             t.add_row(label, "-" if m is None else f"{m * 1000:.1f} ms")
+        fresh = cur.doc.get("freshness") or {}
+        for q in ("p50", "p99"):
+            v = fresh.get(q)
+            t.add_row(f"freshness {q} (202 → visible)", "-" if v is None else f"{v * 1000:.0f} ms")
         t.add_row("insert errors", f"{cur.metric('obsd_store_insert_errors_total'):,.0f}")
         t.add_row("config reloads", ", ".join(f"{lab.get('result')}={v:.0f}"
                                              for lab, v in cur.series("obsd_config_reloads_total")) or "0")
+        return t
+
+    def _stages(self) -> Table:
+        """Each pipeline stage's state, the accounting identity and the resend window."""
+        cur = self.current
+        assert cur is not None
+        checks = cur.doc.get("checks", {})
+        t = Table(title="Pipeline", title_justify="left")
+        t.add_column("what")
+        t.add_column("state")
+        for stage in ("committer", "writer", "spool"):
+            state = str(checks.get(stage, "?"))
+            t.add_row(stage, Text(state, style="green" if state == "ok" else "bold red"))
+        acc = cur.doc.get("accounts")
+        if acc:
+            ok = acc.get("balanced")
+            t.add_row("accounts", Text(
+                f"accepted {acc['accepted']:,} + replayed {acc['replayed']:,} = inserted {acc['inserted']:,} + "
+                f"dead-lettered {acc['dead_lettered']:,} + pending {acc['pending']:,}  "
+                + ("balanced" if ok else "NOT balanced"), style="" if ok else "bold red"))
+        ids = cur.doc.get("batch_ids")
+        if ids:
+            t.add_row("resend window", f"{ids['held']:,} batch ids over {ids['window_s'] / 60:.0f} min"
+                      + (f", {ids['evicted']:,} forgotten early" if ids["evicted"] else ""))
+        dropped = cur.metric("obsd_sdk_dropped_events_total")
+        if dropped:
+            t.add_row("dropped by SDKs", f"{dropped:,.0f} events (queue full or retries exhausted)")
         return t
 
     def _rejects(self) -> RenderableType:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from obsd.errors import Overloaded, TooLarge
 from obsd.httperrors import HttpError
 from obsd.ops.metrics import Metrics
 from obsd.ops.tail import TailHub
-from obsd.pipeline.committer import Overloaded, Pipeline
+from obsd.pipeline.pipeline import Pipeline
 from obsd.store.rows import DeadLetter
 
 
@@ -20,16 +21,20 @@ class Acceptor:
         self.metrics = metrics
         self.tail = tail
 
-    async def accept(self, rows: bytes, events: int) -> None:
-        """Make rows durable (or buffered, in memory mode); raise a 503 HttpError when that cannot be promised."""
+    async def accept(self, rows: bytes, events: int, *, batch: int | None = None) -> bool:
+        """Make rows durable (or buffered, in memory mode): True when stored, False for a resent batch
+        (`batch`, a batch-id fingerprint, was accepted before). Raises a 503 HttpError when obsd cannot
+        promise the rows now, a 413 when they could never fit."""
         try:
-            await self.pipeline.submit(rows, events)
+            stored = await self.pipeline.submit(rows, events, batch=batch)
         except Overloaded as exc:
             self.metrics.refused_events.inc(events)
             raise HttpError(503, exc.reason, str(exc), retry_after=exc.retry_after) from exc
-        self.metrics.accepted.inc(events)
-        self.metrics.accepted_bytes.inc(len(rows))
-        self.tail.publish(rows)
+        except TooLarge as exc:
+            raise HttpError(413, "too_large_for_buffer", str(exc)) from exc
+        if stored:
+            self.tail.publish(rows)
+        return stored
 
     def refused(self, exc: HttpError) -> None:
         """Count a request refused whole, by status and reason."""

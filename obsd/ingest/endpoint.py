@@ -15,6 +15,7 @@ from obsd.ingest.enrich import Client, RowEncoder
 from obsd.ingest.projects import Project, Projects
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
+from obsd.pipeline.batch_ids import fingerprint
 from obsd.privacy.clientip import ClientIpResolver
 from obsd.privacy.ratelimit import TokenBucketLimiter
 from obsd.settings import Settings
@@ -112,11 +113,17 @@ class EventsEndpoint:
             enc = self.encoder.encode(project.id, decoded, client, now)
         except WireError as exc:
             raise HttpError(400, exc.code, str(exc)) from exc
-        if enc.accepted:
-            await self.acceptor.accept(enc.data, enc.accepted)
+        env = decoded.envelope
+        batch = fingerprint(project.id, env.batch_id) if env.batch_id else None
+        if enc.accepted and not await self.acceptor.accept(enc.data, enc.accepted, batch=batch):
+            # A resend of a batch already accepted (its answer was lost): nothing is stored again.
+            self.metrics.requests.labels(route="/v1/events", status="202").inc()
+            return json_response({"accepted": 0, "rejected": [], "duplicate": True}, status=202, headers=headers)
         if enc.rejected:
             self.acceptor.reject((r.code for r in enc.rejected),
                                  [dead_letter(now, project.id, "ingest", r.reason, r.raw) for r in enc.rejected])
+        if env.dropped and env.dropped > 0:
+            self.metrics.sdk_dropped.labels(project=project.id).inc(env.dropped)
         self.metrics.requests.labels(route="/v1/events", status="202").inc()
         return json_response({"accepted": enc.accepted,
                               "rejected": [{"index": r.index, "reason": r.reason} for r in enc.rejected]},

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import msgspec
 from aiohttp import web
@@ -25,10 +26,11 @@ from obsd.ingest.body import gunzip_capped, read_capped
 from obsd.ingest.enrich import Client, RowEncoder
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
+from obsd.pipeline.batch_ids import fingerprint
 from obsd.privacy.visitor import VisitorHasher
 from obsd.settings import Settings
 from obsd.store.rows import DeadLetter, dead_letter
-from obsd.vocabulary import PROJECT_ID_RULE, is_project_id
+from obsd.vocabulary import PROJECT_ID_RULE, UUID_RULE, is_project_id, is_uuid
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 HISTORY_S = 20 * 366 * 86_400  # how far back an import may reach
@@ -57,17 +59,23 @@ def historic(settings: Settings) -> Settings:
 
 @dataclass(slots=True)
 class ImportResult:
-    """The rows of one import body and what was refused, by reason."""
+    """The rows of one import body, in chunks of one calendar month each, and what was refused, by reason."""
 
-    data: bytes
+    chunks: list[tuple[bytes, int]]
     accepted: int
     rejected: Counter[str]
     dead: list[DeadLetter]
 
 
-def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float) -> ImportResult:
-    """Validate and enrich every envelope line of an import body into NDJSON rows."""
-    parts: list[bytes] = []
+def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float, *,
+                 max_events: int = 20_000, max_bytes: int = 16 << 20) -> ImportResult:
+    """Validate and enrich every envelope line of an import body into NDJSON rows.
+
+    Rows are grouped by the month of each envelope's first event (one ClickHouse partition per insert
+    batch where possible) and cut into chunks of at most `max_events` / `max_bytes` at envelope
+    boundaries, in a deterministic order, so the same body always makes the same chunks.
+    """
+    months: dict[int, list[tuple[bytes, int]]] = {}
     accepted = 0
     rejected: Counter[str] = Counter()
     dead: list[DeadLetter] = []
@@ -83,12 +91,27 @@ def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float) -> 
             dead.append(dead_letter(now, project, "import", str(exc), line))
             continue
         if enc.accepted:
-            parts.append(enc.data)
+            first = decoded.envelope.events[0].ts / 1000 if decoded.envelope.events else now
+            month = int(first // (31 * 86_400))
+            months.setdefault(month, []).append((enc.data, enc.accepted))
             accepted += enc.accepted
         for r in enc.rejected:
             rejected[r.code] += 1
             dead.append(dead_letter(now, project, "import", r.reason, r.raw))
-    return ImportResult(b"".join(parts), accepted, rejected, dead)
+    chunks: list[tuple[bytes, int]] = []
+    for month in sorted(months):
+        parts: list[bytes] = []
+        events = size = 0
+        for data, n in months[month]:
+            if parts and (events + n > max_events or size + len(data) > max_bytes):
+                chunks.append((b"".join(parts), events))
+                parts, events, size = [], 0, 0
+            parts.append(data)
+            events += n
+            size += len(data)
+        if parts:
+            chunks.append((b"".join(parts), events))
+    return ImportResult(chunks, accepted, rejected, dead)
 
 
 class Importer:
@@ -106,25 +129,47 @@ class Importer:
     def apply(self, settings: Settings) -> None:
         """Take new limits (on start and on reload)."""
         self.encoder = RowEncoder(historic(settings), self.visitors)
+        # Each chunk must fit the ring with room to spare, and is at most one insert batch.
+        p = settings.pipeline
+        self.chunk_events = max(1, min(p.batch_max_events, p.ring_max_events // 2))
+        self.chunk_bytes = max(1, min(p.batch_max_bytes, p.ring_max_bytes // 2))
 
     async def post(self, request: web.Request) -> web.Response:
-        """Accept a body of envelopes for one project; 202 once the rows are durable."""
+        """Accept a body of envelopes for one project; 202 once the rows are durable.
+
+        With `?batch_id=<uuid>` the import is idempotent: each chunk's id derives from it, so resending
+        the same body after a 503 half way stores only what had not been accepted yet.
+        """
         self.check(request)
         project = request.query.get("project", "")
         if not is_project_id(project):
             raise HttpError(400, "invalid_project", f"give ?project=<id>: {PROJECT_ID_RULE}")
+        batch_id = request.query.get("batch_id", "")
+        if batch_id and not is_uuid(batch_id):
+            raise HttpError(400, "invalid_batch_id", f"batch_id must be {UUID_RULE}")
         body = await read_capped(request, MAX_IMPORT_BYTES, "an import body; send smaller chunks")
         if request.headers.get("Content-Encoding", "").lower() == "gzip":
             body = gunzip_capped(body, MAX_IMPORT_BYTES * 4)
         now = time.time()
-        encoder = self.encoder
         res = await asyncio.get_running_loop().run_in_executor(
-            self._pool, encode_lines, encoder, project, body, now)
-        if res.accepted:
-            await self.acceptor.accept(res.data, res.accepted)
-            self.metrics.imported.inc(res.accepted)
+            self._pool, partial(encode_lines, self.encoder, project, body, now, max_events=self.chunk_events,
+                                max_bytes=self.chunk_bytes))
+        stored = duplicate = 0
+        for i, (data, n) in enumerate(res.chunks):
+            batch = fingerprint(project, f"{batch_id}/{i}") if batch_id else None
+            try:
+                if await self.acceptor.accept(data, n, batch=batch):
+                    stored += n
+                else:
+                    duplicate += n
+            except HttpError as exc:
+                if stored or duplicate:
+                    exc.reason += (f" ({stored + duplicate} of {res.accepted} events of this body were accepted "
+                                   "before this; resend the same body with the same batch_id to add the rest)")
+                raise
+        self.metrics.imported.inc(stored)
         self.acceptor.reject(res.rejected.elements(), res.dead)
-        return json_response({"accepted": res.accepted, "rejected": sum(res.rejected.values()),
+        return json_response({"accepted": stored, "duplicate": duplicate, "rejected": sum(res.rejected.values()),
                               "reasons": dict(res.rejected)}, status=202)
 
     def close(self) -> None:

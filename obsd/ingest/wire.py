@@ -11,14 +11,13 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 import msgspec
 
 from obsd.settings import LimitsSettings
-from obsd.vocabulary import EVENT_TYPES, SESSION_ID_RULE, VITALS, EventType, is_session_id
+from obsd.vocabulary import EVENT_TYPES, SESSION_ID_RULE, UUID_PATTERN, UUID_RULE, VITALS, EventType, is_session_id
 
-_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 T = TypeVar("T")
 Rating = Literal["good", "needs-improvement", "poor", ""]
 # What a field-level decode error means for the sender, by the field it is about.
 _FIELD_REASONS = {
-    "id": ("invalid_id", "id must be a UUID string like 0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21"),
+    "id": ("invalid_id", f"id must be {UUID_RULE}"),
     "type": ("unknown_type", f"unknown event type; expected one of {', '.join(sorted(EVENT_TYPES))}"),
     "rating": ("invalid_rating", "rating must be good, needs-improvement or poor"),
     "depth": ("invalid_depth", "scroll depth must be a percentage from 0 to 100"),
@@ -79,6 +78,7 @@ class _EnvelopeFields(msgspec.Struct, frozen=True, kw_only=True):
     environment: str | None = None
     release: str | None = None
     dropped: int | None = None
+    batch_id: str | None = None  # a UUID the SDK keeps across retries of one batch: a resend stores nothing
 
 
 class Envelope(_EnvelopeFields, frozen=True, kw_only=True):
@@ -155,7 +155,7 @@ class WireDecoder:
     def __init__(self, limits: LimitsSettings) -> None:
         bounded = Annotated[str, msgspec.Meta(max_length=limits.max_string_length)]
         stack = Annotated[str, msgspec.Meta(max_length=max(limits.max_stack_length * 4, 65_536))]
-        uuid = Annotated[str, msgspec.Meta(pattern=_UUID_PATTERN)]
+        uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
         depth = Annotated[float, msgspec.Meta(ge=0, le=100)]
         event = msgspec.defstruct(
             "Event", [("id", uuid), ("type", EventType), *((f, bounded | None, None) for f in EVENT_STRINGS),
@@ -164,9 +164,11 @@ class WireDecoder:
         context = msgspec.defstruct("Context", [(f, bounded | None, None) for f in CONTEXT_STRINGS], bases=(Context,),
                                     frozen=True)
         envelope = msgspec.defstruct("Envelope", [("events", list[event]),  # type: ignore[valid-type]
-                                                  ("context", context, Context())],
+                                                  ("context", context, Context()),
+                                                  ("batch_id", uuid | None, None)],
                                      bases=(Envelope,), frozen=True, kw_only=True)
-        loose = msgspec.defstruct("Envelope", [("context", context, Context())], bases=(_LooseEnvelope,), kw_only=True,
+        loose = msgspec.defstruct("Envelope", [("context", context, Context()), ("batch_id", uuid | None, None)],
+                                  bases=(_LooseEnvelope,), kw_only=True,
                                   frozen=True)
         # The built types subclass Envelope/_LooseEnvelope/Event, so they are read as those.
         self._envelope = msgspec.json.Decoder(cast(type[Envelope], envelope))

@@ -14,6 +14,7 @@ class Chunk:
     data: bytes
     events: int
     done: asyncio.Future[None] | None = field(default=None, compare=False)
+    batch: int | None = None  # fingerprint of the request's (project, batch_id), when it sent one
 
 
 class RingBuffer:
@@ -40,6 +41,20 @@ class RingBuffer:
         self._items.append(chunk)
         self.events += chunk.events
         self.bytes += len(chunk.data)
+        return True
+
+    def could_ever_fit(self, events: int, nbytes: int) -> bool:
+        """False for a chunk larger than the whole buffer: waiting cannot help it."""
+        return events <= self.max_events and nbytes <= self.max_bytes
+
+    def withdraw(self, chunk: Chunk) -> bool:
+        """Take back a chunk the committer has not taken yet (its request gave up); False if it is gone."""
+        try:
+            self._items.remove(chunk)
+        except ValueError:
+            return False
+        self.events -= chunk.events
+        self.bytes -= len(chunk.data)
         return True
 
     def take(self, max_events: int, max_bytes: int) -> list[Chunk]:

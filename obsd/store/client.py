@@ -6,12 +6,14 @@ import contextlib
 import fcntl
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from obsd import faults
 from obsd.errors import QueryError, StoreError, StoreLockedError
 from obsd.settings import redact_dsn
 
@@ -20,9 +22,6 @@ from obsd.settings import redact_dsn
 DATA_ERROR_CODES = frozenset(
     {6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 321, 376, 377, 395, 469}
 )
-# Chaos testing: while the file named by OBSD_FAULT_FILE contains "store_down", inserts fail as if
-# ClickHouse were unreachable. Unset (the default), this costs one dict lookup per insert.
-FAULT_ENV = "OBSD_FAULT_FILE"
 _READ_ONLY_PREFIX = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESCRIBE\b|DESC\b|EXPLAIN\b|EXISTS\b)", re.I)
 
 
@@ -50,6 +49,12 @@ def is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, DatabaseError) and not isinstance(exc, OperationalError) and (
         error_code(exc) in DATA_ERROR_CODES
     )
+
+
+def is_split_refusal(exc: BaseException) -> bool:
+    """True when ClickHouse refused an insert for touching too many partitions at once (rows spanning
+    many months): the rows are fine, the batch must be split."""
+    return error_code(exc) == 252 and "partitions for single INSERT" in str(exc)
 
 
 def short_error(exc: BaseException, limit: int = 500) -> str:
@@ -121,8 +126,10 @@ class Store:
     def insert_ndjson(self, table: str, data: bytes, *, compression: str | None = None,
                       token: str | None = None) -> None:
         """Insert NDJSON rows (optionally zstd-compressed) with one statement, parsed by ClickHouse."""
-        if _fault("store_down"):
-            raise OperationalError(f"fault injected ({FAULT_ENV}): the store is unreachable")
+        if faults.active("store_down"):
+            raise OperationalError(f"fault injected ({faults.FAULT_ENV}): the store is unreachable")
+        if faults.active("store_slow"):
+            time.sleep(1.0)
         settings: dict[str, Any] = {"input_format_parallel_parsing": 1}
         if token:
             settings["insert_deduplication_token"] = token
@@ -151,14 +158,3 @@ def _held_by_other_process(dsn: str) -> bool:
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
-
-
-def _fault(kind: str) -> bool:
-    path = os.environ.get(FAULT_ENV)
-    if not path:
-        return False
-    try:
-        with open(path) as f:
-            return kind in f.read()
-    except OSError:
-        return False

@@ -127,7 +127,8 @@ def test_import_endpoint_guards(fresh_daemon: Daemon) -> None:
     assert http("POST", d.base + "/v1/admin/import?project=Bad!", line, auth).status == 400
     r = http("POST", url, line + b"\nnot json\n", auth)
     assert r.status == 202, r.body
-    assert r.json() == {"accepted": 1, "rejected": 2, "reasons": {"invalid_vital": 1, "invalid_json": 1}}
+    assert r.json() == {"accepted": 1, "duplicate": 0, "rejected": 2,
+                        "reasons": {"invalid_vital": 1, "invalid_json": 1}}
     assert d.wait_for("SELECT count() FROM obsd.events WHERE country = 'DE'", 1) == 1
     # The same old event through the public endpoint is refused for its age.
     assert d.post(envelope([event(ts=old)])).json()["rejected"][0]["reason"].startswith("event 0: ts is more")

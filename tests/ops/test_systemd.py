@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,49 +15,7 @@ from pathlib import Path
 import pytest
 
 from obsd.ops.systemd import Notifier, unit_file, watchdog_interval
-from tests.harness import Daemon, envelope, event, write_config
-
-
-class NotifyListener:
-    """A unix datagram socket standing in for systemd's notify socket; records every message."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def wait_for(self, prefix: str, after: int = 0, timeout: float = 30.0) -> int:
-        """Index of the first message from `after` on that starts with `prefix`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i, (_, m) in enumerate(self.messages[after:], after):
-                if m.startswith(prefix):
-                    return i
-            time.sleep(0.02)
-        raise AssertionError(f"no {prefix!r} message after #{after}; got {[m for _, m in self.messages]}")
-
-    def kinds(self) -> list[str]:
-        return [m.split("\n")[0] for _, m in self.messages]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
+from tests.harness import Daemon, NotifyListener, envelope, event, write_config
 
 
 @pytest.fixture
