@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python bench/ingest.py [--seconds 15] [--concurrency 32]
 Every figure of one run is measured on the same machine minutes apart; report the ratios.
+With --baseline REV it instead compares this tree with an earlier commit (fsync mode, alternating
+A/B runs --repeats times) and reports the ratio of their throughputs.
 """
 
 from __future__ import annotations
@@ -80,11 +82,15 @@ def server_quantile(metrics: str, q: float) -> float:
     return next((le * 1000 for le, n in buckets if n >= q * total), float("nan"))
 
 
-def run_mode(tmp: Path, durability: str, seconds: float, concurrency: int, rate: float = 0.0) -> dict[str, Any]:
-    """Load a real daemon from another process and measure what is acknowledged and what lands."""
-    d = Daemon(tmp / f"{durability}-{rate:.0f}", sections={"spool": {"durability": durability},
+def run_mode(tmp: Path, durability: str, seconds: float, concurrency: int, rate: float = 0.0,
+             tree: Path | None = None, tag: str = "") -> dict[str, Any]:
+    """Load a real daemon from another process and measure what is acknowledged and what lands.
+
+    `tree` runs obsd from another checkout (its own package first on the path) instead of this one.
+    """
+    d = Daemon(tmp / f"{durability}-{rate:.0f}{tag}", sections={"spool": {"durability": durability},
                                            "pipeline": {"batch_interval_ms": 250, "batch_max_events": 50_000}},
-               top={"log_level": "warning"})
+               top={"log_level": "warning"}, env={"PYTHONPATH": str(tree)} if tree else None)
     d.start()
     assert d.proc is not None
     gen = subprocess.Popen([sys.executable, str(HERE / "loadgen.py"), "--url", d.base, "--key", WRITE_KEY,
@@ -117,12 +123,49 @@ def run_mode(tmp: Path, durability: str, seconds: float, concurrency: int, rate:
             "peak_rss_mib": rss / 2**20, "seconds": load["seconds"]}
 
 
+def compare(baseline: str, seconds: float, concurrency: int, repeats: int) -> None:
+    """This tree against an earlier commit, fsync mode, interleaved runs on the same machine."""
+    root = HERE.parent
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        base = tmp / "baseline"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-q", str(base), baseline], check=True)
+        try:
+            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this tree": []}
+            for i in range(repeats):
+                for name, tree in (("baseline", base), ("this tree", root)):
+                    console.print(f"[bold]{name}[/] ({i + 1}/{repeats}): {seconds:.0f} s of load …")
+                    runs[name].append(run_mode(tmp, "fsync", seconds, concurrency, tree=tree, tag=f"-{name[:4]}{i}"))
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(base)], check=False)
+
+    def median(name: str, key: str) -> float:
+        values = sorted(r[key] for r in runs[name])
+        return values[len(values) // 2]
+
+    table = Table(title=f"this tree vs {baseline} (fsync, medians of {repeats} interleaved runs)")
+    for col in ("variant", "acked ev/s", "landed ev/s", "server p99 ms", "peak RSS MiB"):
+        table.add_column(col, justify="right")
+    for name in runs:
+        table.add_row(name, f"{median(name, 'acked_per_s'):,.0f}", f"{median(name, 'landed_per_s'):,.0f}",
+                      f"≤{median(name, 'server_p99_ms'):.0f}", f"{median(name, 'peak_rss_mib'):.0f}")
+    console.print(table)
+    acked = median("this tree", "acked_per_s") / median("baseline", "acked_per_s")
+    landed = median("this tree", "landed_per_s") / median("baseline", "landed_per_s")
+    console.print(f"ratio this tree / baseline: acked {acked:.2f}, landed {landed:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--out", default=str(HERE / "results" / "ingest.json"))
+    p.add_argument("--baseline", help="a git revision to compare this tree with (fsync mode)")
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
+    if args.baseline:
+        compare(args.baseline, args.seconds, args.concurrency, args.repeats)
+        return
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         console.print("[bold]raw ceiling[/]: encoding rows …")
