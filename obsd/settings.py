@@ -46,6 +46,7 @@ class ClickHouseSettings(_Section, frozen=True):
     database: str = "obsd"
     cluster: str = ""
     retention_days: int = 0
+    rejected_retention_days: int = 30
     query_timeout_s: float = 30.0
     query_max_rows: int = 10_000
 
@@ -286,6 +287,10 @@ def validate(s: Settings) -> None:
         ("clickhouse.query_max_rows", s.clickhouse.query_max_rows),
     ):
         _positive(name, value)
+    for name, days in (("clickhouse.retention_days", s.clickhouse.retention_days),
+                       ("clickhouse.rejected_retention_days", s.clickhouse.rejected_retention_days)):
+        if days < 0:
+            raise ConfigError(f"{name} = {days} must be 0 (keep forever) or a number of days")
     if s.server.max_decompressed_bytes < s.server.max_body_bytes:
         raise ConfigError("server.max_decompressed_bytes must be at least server.max_body_bytes")
     if s.pipeline.retry_max_ms < s.pipeline.retry_min_ms:

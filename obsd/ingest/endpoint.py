@@ -13,12 +13,12 @@ from obsd.ingest.body import decode_content, read_capped
 from obsd.ingest.cors import cors_headers
 from obsd.ingest.enrich import Client, RowEncoder
 from obsd.ingest.projects import Project, Projects
+from obsd.ingest.rejects import rejected_letter
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
 from obsd.privacy.clientip import ClientIpResolver
 from obsd.privacy.ratelimit import TokenBucketLimiter
 from obsd.settings import Settings
-from obsd.store.rows import dead_letter
 
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -115,8 +115,10 @@ class EventsEndpoint:
         if enc.accepted:
             await self.acceptor.accept(enc.data, enc.accepted)
         if enc.rejected:
-            self.acceptor.reject((r.code for r in enc.rejected),
-                                 [dead_letter(now, project.id, "ingest", r.reason, r.raw) for r in enc.rejected])
+            sid = decoded.envelope.session_id or ""
+            self.acceptor.reject((r.code for r in enc.rejected), [
+                rejected_letter(now, project.id, "ingest", r.reason, r.raw, self.encoder.urls, sid)
+                for r in enc.rejected])
         self.metrics.requests.labels(route="/v1/events", status="202").inc()
         return json_response({"accepted": enc.accepted,
                               "rejected": [{"index": r.index, "reason": r.reason} for r in enc.rejected]},

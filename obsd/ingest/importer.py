@@ -23,11 +23,12 @@ from obsd.httperrors import HttpError, json_response
 from obsd.ingest.accept import Acceptor
 from obsd.ingest.body import gunzip_capped, read_capped
 from obsd.ingest.enrich import Client, RowEncoder
+from obsd.ingest.rejects import rejected_letter
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
 from obsd.privacy.visitor import VisitorHasher
 from obsd.settings import Settings
-from obsd.store.rows import DeadLetter, dead_letter
+from obsd.store.rows import DeadLetter
 from obsd.vocabulary import PROJECT_ID_RULE, is_project_id
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -80,14 +81,15 @@ def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float) -> 
             enc = encoder.encode(project, decoded, Client(c.ip, c.user_agent[:512], c.country[:2].upper()), now)
         except (WireError, msgspec.ValidationError) as exc:
             rejected[getattr(exc, "code", "invalid_envelope")] += 1
-            dead.append(dead_letter(now, project, "import", str(exc), line))
+            dead.append(rejected_letter(now, project, "import", str(exc), line, encoder.urls))
             continue
         if enc.accepted:
             parts.append(enc.data)
             accepted += enc.accepted
+        sid = decoded.envelope.session_id or ""
         for r in enc.rejected:
             rejected[r.code] += 1
-            dead.append(dead_letter(now, project, "import", r.reason, r.raw))
+            dead.append(rejected_letter(now, project, "import", r.reason, r.raw, encoder.urls, sid))
     return ImportResult(b"".join(parts), accepted, rejected, dead)
 
 

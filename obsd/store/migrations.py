@@ -12,7 +12,7 @@ import structlog
 from obsd.errors import MigrationError, PendingMigrationsError, StoreError
 from obsd.settings import Settings
 from obsd.store.client import Store
-from obsd.store.retention import apply_retention
+from obsd.store.retention import apply_retention, retention_plan
 
 log = structlog.get_logger("obsd.store.migrations")
 
@@ -208,7 +208,8 @@ def ensure_schema(store: Store, settings: Settings, *, migrate: bool) -> list[st
             "or start with `obsd serve --migrate` (or auto_migrate = true)"
         )
     applied = [m.label for m in migrator.up()] if pending else []
-    changed = apply_retention(store, settings.clickhouse.retention_days)
+    plan = retention_plan(settings.clickhouse)
+    changed = apply_retention(store, plan)
     if changed:
-        log.info("retention.applied", days=settings.clickhouse.retention_days, tables=changed)
+        log.info("retention.applied", days=plan, tables=changed)
     return applied
