@@ -35,6 +35,7 @@ from obsd.query.stats_api import StatsApi
 from obsd.settings import Settings, load_settings, redact_dsn
 from obsd.store.client import Store
 from obsd.store.migrations import ensure_schema
+from obsd.store.schema_watch import SchemaWatch
 
 log = structlog.get_logger("obsd.server")
 
@@ -72,6 +73,7 @@ class Server:
         self.visitors = VisitorHasher(Path(settings.data_dir) / "salts")
         self.importer: Importer | None = None
         self.notifier = Notifier()
+        self.schema = SchemaWatch(settings)
         # How SIGHUP re-reads the configuration: the CLI passes one that keeps its flag overrides.
         self._load = reload or (lambda: load_settings(settings.source if settings.source != "(defaults)" else None))
         self._background: set[asyncio.Task[None]] = set()
@@ -109,7 +111,11 @@ class Server:
     async def ready(self, request: web.Request) -> web.Response:
         """The store is reachable, migrations are current and the buffer has room."""
         ok, checks = self.pipeline.ready()
-        checks["migrations"] = "current"
+        pending, error = self.schema.state() if self.schema.fresh() else \
+            await asyncio.get_running_loop().run_in_executor(None, self.schema.check)
+        checks["migrations"] = f"cannot read: {error}" if error else \
+            f"pending: {', '.join(pending)}" if pending else "current"
+        ok = ok and not pending and not error
         if ok:
             return json_response({"status": "ready", "checks": checks})
         return json_response({"status": 503, "error": "not_ready", "reason": "obsd cannot take events now",
@@ -149,6 +155,8 @@ class Server:
     async def startup(self) -> None:
         """Check the store, recover the spool, start the writer, then open the listener."""
         loop = asyncio.get_running_loop()
+        # The first connection starts the embedded engine: this one carries its memory cap.
+        await loop.run_in_executor(None, self.schema.open)
         applied = await loop.run_in_executor(None, lambda: check_migrations(self.settings, migrate=self.migrate))
         if applied:
             log.info("migrations.applied", migrations=applied)
@@ -240,6 +248,7 @@ class Server:
             self.admin.close()
         if self.importer is not None:
             self.importer.close()
+        self.schema.close()
         self.notifier.close()
         log.info("obsd.stopped", inserted=int(self.metrics.value("obsd_events_inserted_total")))
 

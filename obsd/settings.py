@@ -49,6 +49,8 @@ class ClickHouseSettings(_Section, frozen=True):
     rejected_retention_days: int = 30
     query_timeout_s: float = 30.0
     query_max_rows: int = 10_000
+    query_max_memory_bytes: int = 1024 * 1024 * 1024
+    engine_max_memory_bytes: int = 0
 
 
 class PipelineSettings(_Section, frozen=True):
@@ -285,12 +287,16 @@ def validate(s: Settings) -> None:
         ("spool.segment_bytes", s.spool.segment_bytes),
         ("clickhouse.query_timeout_s", s.clickhouse.query_timeout_s),
         ("clickhouse.query_max_rows", s.clickhouse.query_max_rows),
+        ("clickhouse.query_max_memory_bytes", s.clickhouse.query_max_memory_bytes),
     ):
         _positive(name, value)
     for name, days in (("clickhouse.retention_days", s.clickhouse.retention_days),
                        ("clickhouse.rejected_retention_days", s.clickhouse.rejected_retention_days)):
         if days < 0:
             raise ConfigError(f"{name} = {days} must be 0 (keep forever) or a number of days")
+    if s.clickhouse.engine_max_memory_bytes < 0:
+        raise ConfigError("clickhouse.engine_max_memory_bytes must be 0 (half of the machine's memory) or a "
+                          "number of bytes")
     if s.server.max_decompressed_bytes < s.server.max_body_bytes:
         raise ConfigError("server.max_decompressed_bytes must be at least server.max_body_bytes")
     if s.pipeline.retry_max_ms < s.pipeline.retry_min_ms:
