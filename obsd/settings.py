@@ -30,6 +30,7 @@ class ServerSettings(_Section, frozen=True):
     listen: str = "127.0.0.1:8080"
     admin_token: str = ""
     admin_allow_remote: bool = False
+    metrics_token: str = ""
     max_body_bytes: int = 1_048_576
     max_decompressed_bytes: int = 4_194_304
     max_events_per_batch: int = 500
@@ -103,6 +104,7 @@ class RateLimitSettings(_Section, frozen=True):
     per_project_burst: float = 0.0
     per_ip_rps: float = 0.0
     per_ip_burst: float = 0.0
+    ipv6_prefix: int = 64
 
 
 class ProjectSettings(_Section, frozen=True):
@@ -267,6 +269,9 @@ def _privacy_rules(s: Settings) -> None:
                         ("per_ip_rps", rl.per_ip_rps), ("per_ip_burst", rl.per_ip_burst)):
         if value < 0:
             raise ConfigError(f"rate_limit.{name} = {value} must be 0 (off) or positive")
+    if not 32 <= rl.ipv6_prefix <= 128:
+        raise ConfigError(f"rate_limit.ipv6_prefix = {rl.ipv6_prefix} must be between 32 and 128 (64: one bucket "
+                          "per /64, what one subscriber usually gets)")
 
 
 def validate(s: Settings) -> None:
@@ -334,7 +339,7 @@ def mask_secrets(data: Any, _key: str = "") -> Any:
     if isinstance(data, list | tuple):
         return [mask_secrets(v, _key) for v in data]
     if isinstance(data, str) and data:
-        if _key in {"admin_token", "write_key"}:
+        if _key in {"admin_token", "write_key", "metrics_token"}:
             return data[:2] + "…" + "*" * 6
         if _key == "dsn":
             return redact_dsn(data)

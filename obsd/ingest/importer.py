@@ -115,13 +115,13 @@ class Importer:
         project = request.query.get("project", "")
         if not is_project_id(project):
             raise HttpError(400, "invalid_project", f"give ?project=<id>: {PROJECT_ID_RULE}")
+        encoder = self.encoder  # one snapshot of the configuration for the whole request
         body = await read_capped(request, MAX_IMPORT_BYTES, "an import body; send smaller chunks")
+        loop = asyncio.get_running_loop()
         if request.headers.get("Content-Encoding", "").lower() == "gzip":
-            body = gunzip_capped(body, MAX_IMPORT_BYTES * 4)
+            body = await loop.run_in_executor(self._pool, gunzip_capped, body, MAX_IMPORT_BYTES * 4)
         now = time.time()
-        encoder = self.encoder
-        res = await asyncio.get_running_loop().run_in_executor(
-            self._pool, encode_lines, encoder, project, body, now)
+        res = await loop.run_in_executor(self._pool, encode_lines, encoder, project, body, now)
         if res.accepted:
             await self.acceptor.accept(res.data, res.accepted)
             self.metrics.imported.inc(res.accepted)

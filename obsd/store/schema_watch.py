@@ -12,6 +12,7 @@ from obsd.settings import Settings
 from obsd.store.client import Store
 from obsd.store.limits import engine_options
 from obsd.store.migrations import Migrator, pending_labels
+from obsd.store.retention import apply_retention, retention_plan
 
 
 class SchemaWatch:
@@ -54,6 +55,14 @@ class SchemaWatch:
                 self._error = str(exc)[:300]
             self._checked_at = time.monotonic()
             return self.state()
+
+    def apply_retention(self, settings: Settings) -> list[str]:
+        """Make the TTLs match new retention settings (reload); returns the tables changed."""
+        with self._lock:
+            if self._store is None:
+                self.open()
+            assert self._store is not None
+            return apply_retention(self._store, retention_plan(settings.clickhouse))
 
     def close(self) -> None:
         """Close the connection (last, so the engine outlives every other connection)."""
