@@ -170,6 +170,7 @@ class Server:
     async def startup(self) -> None:
         """Check the store, recover the spool, start the writer, then open the listener."""
         refuse_unsafe(self.settings)
+        self._admin_token(self.settings)  # an unusable token file stops us before anything starts
         loop = asyncio.get_running_loop()
         # The first connection starts the embedded engine: this one carries its memory cap.
         await loop.run_in_executor(None, self.schema.open)
