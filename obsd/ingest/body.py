@@ -9,9 +9,11 @@ from aiohttp import web
 
 from obsd.httperrors import HttpError
 
-# Compressed bodies larger than this are inflated on a worker thread: a 1 MiB body that inflates to
-# the 4 MiB cap costs milliseconds of CPU the event loop should spend on other requests.
+# Inflating is done on the event loop only while it is small: a compressed body larger than
+# OFF_LOOP_BYTES, or one that inflates past ON_LOOP_BYTES (gzip reaches ~1000:1, so a 4 KiB body can
+# fill the 4 MiB cap), is inflated on a worker thread; milliseconds of CPU that belong to other requests.
 OFF_LOOP_BYTES = 64 * 1024
+ON_LOOP_BYTES = 256 * 1024
 
 
 def gunzip_capped(body: bytes, limit: int) -> bytes:
@@ -67,9 +69,14 @@ def decode_content(request: web.Request, body: bytes, limit: int) -> bytes:
 
 
 async def inflate(request: web.Request, body: bytes, limit: int) -> bytes:
-    """The body after its Content-Encoding; large compressed bodies are inflated off the event loop."""
+    """The body after its Content-Encoding; large bodies (in or out) are inflated off the event loop."""
     if not is_gzip(request):
         return body
     if len(body) <= OFF_LOOP_BYTES:
-        return gunzip_capped(body, limit)
+        small = min(limit, ON_LOOP_BYTES)
+        try:
+            return gunzip_capped(body, small)
+        except HttpError as exc:
+            if exc.status != 413 or small == limit:
+                raise
     return await asyncio.get_running_loop().run_in_executor(None, gunzip_capped, body, limit)

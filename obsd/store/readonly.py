@@ -13,7 +13,7 @@ from obsd.store.client import QueryResult, Store
 from obsd.store.guard import QueryRefused, StatementGuard
 from obsd.store.limits import engine_options, session_settings
 
-MAX_SQL_CHARS = 100_000
+MAX_SQL_CHARS = 4 * 1024 * 1024  # the admin API caps bodies lower (server.max_body_bytes)
 
 
 def open_reader(settings: Settings) -> Store:

@@ -44,3 +44,33 @@ def test_the_daemon_reads_every_member_and_inflates_large_bodies(daemon: Daemon)
     r = daemon.post(None, raw=body, headers={"Content-Encoding": "gzip"})
     assert r.status == 202 and r.json()["accepted"] == 120
     assert daemon.wait_for("SELECT count() FROM obsd.events WHERE session_id = 'members'", 3) == 3
+
+
+def test_small_bodies_that_inflate_large_are_inflated_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 KiB body that inflates to 4 MiB is inflated on a worker thread, the cap still applies."""
+    import asyncio
+    import threading
+
+    from obsd.ingest import body as body_mod
+
+    threads: list[str] = []
+    real = body_mod.gunzip_capped
+
+    def spy(data: bytes, limit: int) -> bytes:
+        threads.append(threading.current_thread().name)
+        return real(data, limit)
+
+    monkeypatch.setattr(body_mod, "gunzip_capped", spy)
+
+    class Request:
+        def __init__(self) -> None:
+            self.headers = {"Content-Encoding": "gzip"}
+            self.query: dict[str, str] = {}
+
+    bomb = gzip.compress(b"a" * 4_000_000)
+    assert len(bomb) < body_mod.OFF_LOOP_BYTES
+    out = asyncio.run(body_mod.inflate(Request(), bomb, 4_194_304))  # type: ignore[arg-type]
+    assert len(out) == 4_000_000 and threads[0] == "MainThread" and threads[-1] != "MainThread"
+    threads.clear()
+    assert asyncio.run(body_mod.inflate(Request(), gzip.compress(b"small"), 4_194_304)) == b"small"  # type: ignore[arg-type]
+    assert threads == ["MainThread"]
