@@ -254,18 +254,19 @@ class Server:
         return True
 
     async def _apply(self, old: Settings, new: Settings, applied: list[str]) -> None:
-        """Hand the new settings to every part that holds some (synchronously on the loop, between requests)."""
-        if any(k.startswith("clickhouse.") and "retention" in k for k in applied):
-            changed = await asyncio.get_running_loop().run_in_executor(None, self.schema.apply_retention, new)
-            log.info("retention.applied", tables=changed)
+        """Hand the new settings to every part that holds some (synchronously on the loop, between requests);
+        what can fail (the token file, the certificates) is done first."""
+        token = self._admin_token(new)
         if self._ssl_ctx is not None and any(k.startswith("server.tls_") for k in applied):
             try:
                 self._ssl_ctx.load_cert_chain(new.server.tls_cert, new.server.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc
+        if any(k.startswith("clickhouse.") and "retention" in k for k in applied):
+            changed = await asyncio.get_running_loop().run_in_executor(None, self.schema.apply_retention, new)
+            log.info("retention.applied", tables=changed)
         if "log_level" in applied:
             logs.configure(new.log_level, old.log_format)
-        token = self._admin_token(new)
         if self.access is not None:
             self.access.apply(token, allow_remote=new.server.admin_allow_remote,
                               metrics_token=new.server.metrics_token)
