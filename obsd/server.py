@@ -19,14 +19,16 @@ from obsd.errors import ConfigError, ObsdError
 from obsd.httperrors import error_middleware, json_response
 from obsd.ingest.accept import Acceptor
 from obsd.ingest.endpoint import EventsEndpoint
-from obsd.ingest.enrich import RowEncoder
 from obsd.ingest.importer import Importer
 from obsd.ingest.sdk_routes import add_sdk_routes
+from obsd.ops import logs
 from obsd.ops.metrics import CONTENT_TYPE, Metrics
+from obsd.ops.reload import in_force, split
+from obsd.ops.safety import refuse_unsafe
 from obsd.ops.systemd import Notifier, loop_lag_probe, watchdog
 from obsd.ops.tail import TailEndpoint, TailHub
 from obsd.pipeline.pipeline import Pipeline
-from obsd.privacy.access import AdminAccess, admin_token, is_loopback
+from obsd.privacy.access import AdminAccess, TokenFileError, admin_token
 from obsd.privacy.useragent import warm_up
 from obsd.privacy.visitor import VisitorHasher, keep_rotated
 from obsd.query.admin_api import AdminApi
@@ -35,6 +37,7 @@ from obsd.query.stats_api import StatsApi
 from obsd.settings import Settings, load_settings, redact_dsn
 from obsd.store.client import Store
 from obsd.store.migrations import ensure_schema
+from obsd.store.schema_watch import SchemaWatch
 
 log = structlog.get_logger("obsd.server")
 
@@ -65,6 +68,7 @@ class Server:
         self.access: AdminAccess | None = None
         self.admin: AdminApi | None = None
         self.ingest: EventsEndpoint | None = None
+        self.stats: StatsApi | None = None
         self.port = 0
         self.tail = TailHub(self.metrics)
         self.acceptor = Acceptor(self.pipeline, self.metrics, self.tail)
@@ -72,6 +76,8 @@ class Server:
         self.visitors = VisitorHasher(Path(settings.data_dir) / "salts")
         self.importer: Importer | None = None
         self.notifier = Notifier()
+        self.schema = SchemaWatch(settings)
+        self._ssl_ctx: ssl.SSLContext | None = None
         # How SIGHUP re-reads the configuration: the CLI passes one that keeps its flag overrides.
         self._load = reload or (lambda: load_settings(settings.source if settings.source != "(defaults)" else None))
         self._background: set[asyncio.Task[None]] = set()
@@ -79,11 +85,11 @@ class Server:
     def build_app(self) -> web.Application:
         """The aiohttp application with every route."""
         s = self.settings
-        token = admin_token(s.server.admin_token, s.data_dir, create=True)
-        assert token is not None
-        access = self.access = AdminAccess(token, allow_remote=s.server.admin_allow_remote)
+        token = self._admin_token(s)
+        access = self.access = AdminAccess(token, allow_remote=s.server.admin_allow_remote,
+                                           metrics_token=s.server.metrics_token)
         self.admin = AdminApi(s, access)
-        self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors))
+        self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, self.visitors)
         self.importer = Importer(s, self.acceptor, self.metrics, access.check, self.visitors)
         app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
         app.router.add_post("/v1/events", self.ingest.post)
@@ -96,10 +102,20 @@ class Server:
         app.router.add_get("/v1/admin/status", self.status)
         app.router.add_get("/v1/admin/tail", TailEndpoint(self.tail, access.check).handle)
         app.router.add_post("/v1/admin/import", self.importer.post)
-        StatsApi(s, access).routes(app)
+        self.stats = StatsApi(s, access)
+        self.stats.routes(app)
         Dashboard().routes(app)
         add_sdk_routes(app, s)
         return app
+
+    @staticmethod
+    def _admin_token(s: Settings) -> str:
+        try:
+            token = admin_token(s.server.admin_token, s.data_dir, create=True)
+        except TokenFileError as exc:
+            raise ConfigError(str(exc)) from exc
+        assert token is not None
+        return token
 
     async def health(self, request: web.Request) -> web.Response:
         """The process is alive."""
@@ -109,16 +125,20 @@ class Server:
     async def ready(self, request: web.Request) -> web.Response:
         """The store is reachable, every stage makes progress, migrations are current and there is room."""
         ok, checks = self.pipeline.ready()
-        checks["migrations"] = "current"
+        pending, error = self.schema.state() if self.schema.fresh() else \
+            await asyncio.get_running_loop().run_in_executor(None, self.schema.check)
+        checks["migrations"] = f"cannot read: {error}" if error else \
+            f"pending: {', '.join(pending)}" if pending else "current"
+        ok = ok and not pending and not error
         if ok:
             return json_response({"status": "ready", "checks": checks})
         return json_response({"status": 503, "error": "not_ready", "reason": "obsd cannot take events now",
                               "checks": checks}, status=503, headers={"Retry-After": "5"})
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
-        """Prometheus exposition (loopback only unless admin_allow_remote)."""
-        if not self.settings.server.admin_allow_remote and not is_loopback(request.remote):
-            raise web.HTTPForbidden(reason="/metrics answers loopback clients only")
+        """Prometheus exposition (server.metrics_token, else loopback clients only unless admin_allow_remote)."""
+        assert self.access is not None
+        self.access.check_metrics(request)
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def status(self, request: web.Request) -> web.Response:
@@ -148,11 +168,16 @@ class Server:
             ctx.load_cert_chain(s.tls_cert, s.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc
+        self._ssl_ctx = ctx  # a reload loads renewed certificates into it (new connections use them)
         return ctx
 
     async def startup(self) -> None:
         """Check the store, recover the spool, start the writer, then open the listener."""
+        refuse_unsafe(self.settings)
+        self._admin_token(self.settings)  # an unusable token file stops us before anything starts
         loop = asyncio.get_running_loop()
+        # The first connection starts the embedded engine: this one carries its memory cap.
+        await loop.run_in_executor(None, self.schema.open)
         applied = await loop.run_in_executor(None, lambda: check_migrations(self.settings, migrate=self.migrate))
         if applied:
             log.info("migrations.applied", migrations=applied)
@@ -211,28 +236,58 @@ class Server:
         self._spawn(self.reload())
 
     async def reload(self) -> bool:
-        """Apply new projects, write keys, origins and limits without dropping an event."""
+        """Apply a changed configuration without dropping an event: every changed setting applies now or
+        is named in the log as needing a restart; each request runs under one snapshot, old or new."""
         self.notifier.reloading()
+        loop = asyncio.get_running_loop()
         try:
-            new = await asyncio.get_running_loop().run_in_executor(None, self._load)
+            new = await loop.run_in_executor(None, self._load)
+            refuse_unsafe(new)
         except ObsdError as exc:
             self.metrics.reloads.labels(result="error").inc()
             log.error("config.reload_failed", error=str(exc), kept=self.settings.source)
             self.notifier.ready(f"reload failed, kept the previous configuration: {exc}"[:200])
             return False
-        # Applied synchronously on the loop: each request sees either the old or the new keys.
-        needs_restart = [k for k in ("data_dir", "server.listen", "clickhouse", "spool", "pipeline")
-                         if _section(self.settings, k) != _section(new, k)]
-        if self.ingest is not None:
-            self.ingest.apply(new)
-        if self.importer is not None:
-            self.importer.apply(new)
+        old = self.settings
+        applied, restart = split(old, new, tls_reloadable=self._ssl_ctx is not None)
+        new = in_force(old, new, restart)
+        try:
+            await self._apply(old, new, applied)
+        except ObsdError as exc:
+            self.metrics.reloads.labels(result="error").inc()
+            log.error("config.reload_failed", error=str(exc), kept=old.source)
+            self.notifier.ready(f"reload failed, kept the previous configuration: {exc}"[:200])
+            return False
         self.settings = new
         self.metrics.reloads.labels(result="ok").inc()
-        log.info("config.reloaded", source=new.source, projects=[p.id for p in new.projects],
-                 needs_restart=needs_restart)
+        log.info("config.reloaded", source=new.source, projects=[p.id for p in new.projects], applied=applied,
+                 needs_restart=restart)
+        if restart:
+            log.warning("config.needs_restart", keys=restart, hint="these settings keep their running values "
+                        "until obsd restarts")
         self.notifier.ready(f"accepting events on {self.settings.server.listen} (reloaded)")
         return True
+
+    async def _apply(self, old: Settings, new: Settings, applied: list[str]) -> None:
+        """Hand the new settings to every part that holds some (synchronously on the loop, between requests);
+        what can fail (the token file, the certificates) is done first."""
+        token = self._admin_token(new)
+        if self._ssl_ctx is not None and any(k.startswith("server.tls_") for k in applied):
+            try:
+                self._ssl_ctx.load_cert_chain(new.server.tls_cert, new.server.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc
+        if any(k.startswith("clickhouse.") and "retention" in k for k in applied):
+            changed = await asyncio.get_running_loop().run_in_executor(None, self.schema.apply_retention, new)
+            log.info("retention.applied", tables=changed)
+        if "log_level" in applied:
+            logs.configure(new.log_level, old.log_format)
+        if self.access is not None:
+            self.access.apply(token, allow_remote=new.server.admin_allow_remote,
+                              metrics_token=new.server.metrics_token)
+        for part in (self.ingest, self.importer, self.admin, self.stats):
+            if part is not None:
+                part.apply(new)
 
     def request_stop(self) -> None:
         """Ask the server to shut down (signal-safe)."""
@@ -255,6 +310,7 @@ class Server:
             self.admin.close()
         if self.importer is not None:
             self.importer.close()
+        self.schema.close()
         self.notifier.close()
         log.info("obsd.stopped", inserted=int(self.metrics.value("obsd_events_inserted_total")))
 
@@ -269,13 +325,6 @@ class Server:
             await self._stop.wait()
         finally:
             await self.shutdown()
-
-
-def _section(settings: Settings, dotted: str) -> object:
-    obj: object = settings
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def run(settings: Settings, *, migrate: bool = False, reload: Callable[[], Settings] | None = None) -> None:

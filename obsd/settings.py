@@ -30,6 +30,7 @@ class ServerSettings(_Section, frozen=True):
     listen: str = "127.0.0.1:8080"
     admin_token: str = ""
     admin_allow_remote: bool = False
+    metrics_token: str = ""
     max_body_bytes: int = 1_048_576
     max_decompressed_bytes: int = 4_194_304
     max_events_per_batch: int = 500
@@ -47,8 +48,11 @@ class ClickHouseSettings(_Section, frozen=True):
     database: str = "obsd"
     cluster: str = ""
     retention_days: int = 0
+    rejected_retention_days: int = 30
     query_timeout_s: float = 30.0
     query_max_rows: int = 10_000
+    query_max_memory_bytes: int = 1024 * 1024 * 1024
+    engine_max_memory_bytes: int = 0
 
 
 class PipelineSettings(_Section, frozen=True):
@@ -106,6 +110,7 @@ class RateLimitSettings(_Section, frozen=True):
     per_project_burst: float = 0.0
     per_ip_rps: float = 0.0
     per_ip_burst: float = 0.0
+    ipv6_prefix: int = 64
 
 
 class ProjectSettings(_Section, frozen=True):
@@ -270,6 +275,9 @@ def _privacy_rules(s: Settings) -> None:
                         ("per_ip_rps", rl.per_ip_rps), ("per_ip_burst", rl.per_ip_burst)):
         if value < 0:
             raise ConfigError(f"rate_limit.{name} = {value} must be 0 (off) or positive")
+    if not 32 <= rl.ipv6_prefix <= 128:
+        raise ConfigError(f"rate_limit.ipv6_prefix = {rl.ipv6_prefix} must be between 32 and 128 (64: one bucket "
+                          "per /64, what one subscriber usually gets)")
 
 
 def validate(s: Settings) -> None:
@@ -295,8 +303,16 @@ def validate(s: Settings) -> None:
         ("spool.batch_id_window_s", s.spool.batch_id_window_s),
         ("spool.max_batch_ids", s.spool.max_batch_ids),
         ("clickhouse.query_max_rows", s.clickhouse.query_max_rows),
+        ("clickhouse.query_max_memory_bytes", s.clickhouse.query_max_memory_bytes),
     ):
         _positive(name, value)
+    for name, days in (("clickhouse.retention_days", s.clickhouse.retention_days),
+                       ("clickhouse.rejected_retention_days", s.clickhouse.rejected_retention_days)):
+        if days < 0:
+            raise ConfigError(f"{name} = {days} must be 0 (keep forever) or a number of days")
+    if s.clickhouse.engine_max_memory_bytes < 0:
+        raise ConfigError("clickhouse.engine_max_memory_bytes must be 0 (half of the machine's memory) or a "
+                          "number of bytes")
     if s.server.max_decompressed_bytes < s.server.max_body_bytes:
         raise ConfigError("server.max_decompressed_bytes must be at least server.max_body_bytes")
     if s.pipeline.stall_timeout_s <= s.pipeline.retry_max_ms / 1000:
@@ -337,7 +353,7 @@ def mask_secrets(data: Any, _key: str = "") -> Any:
     if isinstance(data, list | tuple):
         return [mask_secrets(v, _key) for v in data]
     if isinstance(data, str) and data:
-        if _key in {"admin_token", "write_key"}:
+        if _key in {"admin_token", "write_key", "metrics_token"}:
             return data[:2] + "…" + "*" * 6
         if _key == "dsn":
             return redact_dsn(data)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
-WRITE_KEY = "test-write-key"
+WRITE_KEY = "test-write-key-0001"
 ADMIN_TOKEN = "test-admin-token"
 
 

@@ -41,3 +41,13 @@ def need(why: str | None) -> None:
     if STRICT:
         pytest.fail(f"{why} (OBSD_TEST_STRICT=1: `make test` needs every test to run)")
     pytest.skip(why)
+
+
+NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
+
+
+def missing_nginx() -> str | None:
+    """Why the reverse-proxy tests cannot run, or None."""
+    if not Path(NGINX).exists():
+        return f"no nginx at {NGINX}: `apt-get install nginx` (or set NGINX)"
+    return None

@@ -209,3 +209,34 @@ def page_urls(draw: st.DrawFn) -> str:
     query = "&".join(f"{k}={v}" for k, v in params)
     fragment = draw(st.sampled_from(["", "#top", "#access_token=abc"]))
     return f"{scheme}://{userinfo}{host}{port}{path}{'?' + query if query else ''}{fragment}"
+
+
+# Where a hostile body can hide its nesting: the events list itself, inside one event's props, inside
+# context, or under a key obsd does not know.
+NESTING_POSITIONS = ("events", "props", "context", "unknown_key", "event_field")
+
+
+@st.composite
+def deeply_nested_bodies(draw: st.DrawFn, min_depth: int = 1, max_depth: int = 5000) -> tuple[bytes, int, str]:
+    """A batch body with arrays/objects nested `depth` levels at one position: (body, depth, position)."""
+    depth = draw(st.integers(min_depth, max_depth))
+    position = draw(st.sampled_from(NESTING_POSITIONS))
+    kind = draw(st.sampled_from(["array", "object", "mixed"]))
+    opens: list[bytes] = []
+    closes: list[bytes] = []
+    for i in range(depth):
+        as_array = kind == "array" or (kind == "mixed" and i % 2 == 0)
+        opens.append(b"[" if as_array else b'{"k":')
+        closes.append(b"]" if as_array else b"}")
+    nested = b"".join(opens) + b"1" + b"".join(reversed(closes))
+    event = (b'{"id":"0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21","type":"custom","name":"n","ts":%d' %
+             (int(__import__("time").time() * 1000)))
+    if position == "events":
+        return b'{"session_id":"s1","events":[' + event + b"}," + nested + b"]}", depth, position
+    if position == "props":
+        return b'{"events":[' + event + b',"props":{"x":' + nested + b"}}]}", depth, position
+    if position == "context":
+        return b'{"context":{"title":' + nested + b'},"events":[' + event + b"}]}", depth, position
+    if position == "event_field":
+        return b'{"events":[' + event + b',"extra":' + nested + b"}]}", depth, position
+    return b'{"whatever":' + nested + b',"events":[' + event + b"}]}", depth, position

@@ -66,7 +66,7 @@ def test_every_cli_command_is_documented(command: str) -> None:
 
 def _routes(tmp_path: Path) -> list[tuple[str, str]]:
     cfg = tmp_path / "obsd.toml"
-    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[[projects]]\nid = "demo"\nwrite_key = "demo-write-key"\n')
+    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[[projects]]\nid = "demo"\nwrite_key = "demo-write-key-0001"\n')
     app_ = Server(load_settings(cfg, environ={})).build_app()
     out = set()
     for route in app_.router.routes():

@@ -9,8 +9,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from obsd.errors import DaemonError, QueryError
-from obsd.privacy.access import admin_token
+from obsd.errors import ConfigError, DaemonError, QueryError
+from obsd.privacy.access import TokenFileError, admin_token
 from obsd.settings import Settings
 from obsd.store.client import QueryResult
 
@@ -24,7 +24,10 @@ class DaemonClient:
             host = "127.0.0.1"
         scheme = "https" if settings.server.tls_cert else "http"
         self.base = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
-        self.token = admin_token(settings.server.admin_token, settings.data_dir, create=False)
+        try:
+            self.token = admin_token(settings.server.admin_token, settings.data_dir, create=False)
+        except TokenFileError as exc:
+            raise ConfigError(str(exc)) from exc
         self.timeout = timeout
         self._ctx = ssl._create_unverified_context() if scheme == "https" else None  # loopback, own cert
 

@@ -15,6 +15,7 @@ from obsd.cli.app import app
 from obsd.cli.common import ConfigOpt, check_format, err, fail, load, out, through_daemon_or_store
 from obsd.errors import ObsdError
 from obsd.store.client import QueryResult
+from obsd.store.readonly import UserQueries, limit_reads
 
 
 def render_result(res: QueryResult, fmt: str, title: str | None = None) -> None:
@@ -58,7 +59,7 @@ def query(
         cap = min(max_rows or settings.clickhouse.query_max_rows, settings.clickhouse.query_max_rows)
         res = through_daemon_or_store(
             settings, lambda daemon: daemon.query(sql, cap),
-            lambda store: store.query_readonly(sql, max_rows=cap, timeout_s=settings.clickhouse.query_timeout_s),
+            lambda store: UserQueries(limit_reads(store, settings)).run(sql, max_rows=cap),
             timeout=settings.clickhouse.query_timeout_s + 5)
     except ObsdError as exc:
         raise fail(exc) from exc

@@ -57,6 +57,7 @@ def run_report(config: Path | None, name: str, raw: dict[str, str]) -> dict[str,
     """A report document: from the running daemon when there is one, else from the store directly."""
     from obsd.query.params import ReportError, parse_params
     from obsd.query.reports import Reports
+    from obsd.store.readonly import limit_reads
 
     settings = load(config)
     projects = [p.id for p in settings.projects]
@@ -65,8 +66,8 @@ def run_report(config: Path | None, name: str, raw: dict[str, str]) -> dict[str,
         raise ReportError(f"project {params.project!r} is not configured; projects: {', '.join(projects) or '(none)'}")
 
     def from_store(store: Any) -> dict[str, Any]:
-        reports = Reports(store, settings.clickhouse.database, cluster=bool(settings.clickhouse.cluster),
-                          timeout_s=settings.clickhouse.query_timeout_s)
+        reports = Reports(limit_reads(store, settings), settings.clickhouse.database,
+                          cluster=bool(settings.clickhouse.cluster), timeout_s=settings.clickhouse.query_timeout_s)
         return reports.run(name, params).to_json()
 
     return through_daemon_or_store(settings, lambda daemon: daemon.stats(name, raw), from_store,

@@ -97,10 +97,13 @@ class Shard:
 _worker_encoder: RowEncoder | None = None
 
 
-def _init_worker(settings: Settings | None, salt_dir: str | None) -> None:
+def _init_worker(settings: Settings | None, salts: dict[int, bytes] | None) -> None:
+    """A worker's encoder: it hashes with salts borrowed from the seeding process, which alone owns them
+    (a worker never creates, writes or destroys a salt file)."""
     global _worker_encoder
     if settings is not None:
-        _worker_encoder = RowEncoder(historic(settings), VisitorHasher(Path(salt_dir) if salt_dir else None))
+        hasher = VisitorHasher.borrowed(salts) if salts else VisitorHasher(None)
+        _worker_encoder = RowEncoder(historic(settings), hasher)
 
 
 def _import_shard(plan: SeedPlan, stream: int, events: int) -> Shard:
@@ -125,17 +128,17 @@ def _row_shard(plan: SeedPlan, stream: int, events: int) -> Shard:
 
 
 def _shards(plan: SeedPlan, make: Callable[[SeedPlan, int, int], Shard], workers: int,
-            settings: Settings | None = None, salt_dir: str | None = None) -> Iterator[Shard]:
+            settings: Settings | None = None, salts: dict[int, bytes] | None = None) -> Iterator[Shard]:
     """Shards in order, made by `workers` processes (a bounded window of them in flight)."""
     todo = plan.shards()
     if workers <= 1 or len(todo) <= 1:
-        _init_worker(settings, salt_dir)
+        _init_worker(settings, salts)
         for stream, n in todo:
             yield make(plan, stream, n)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork: the caller may run threads (progress, HTTP)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(settings, salt_dir)) as pool:
+                             initargs=(settings, salts)) as pool:
         window: deque[Future[Shard]] = deque()
         it = iter(todo)
         for stream, n in itertools.islice(it, workers * 2):
@@ -250,12 +253,14 @@ def seed_store(settings: Settings, store: Store, plan: SeedPlan, *, progress: Pr
 
     writer = _Pipelined(insert)
     sessions = rejected = 0
-    salt_dir = str(Path(settings.data_dir) / "salts")
+    # This process owns the salts (as the daemon does when seeding goes through it); the workers borrow
+    # today's and yesterday's, so every row is hashed exactly as a live event of today would be.
+    salts = VisitorHasher(Path(settings.data_dir) / "salts").snapshot()
     try:
         parts: list[bytes] = []
         pending = 0
         for shard in _shards(plan, _row_shard, default_workers() if workers is None else workers,
-                             settings, salt_dir):
+                             settings, salts):
             sessions += shard.sessions
             rejected += shard.rejected
             if shard.rejected and progress:

@@ -24,12 +24,13 @@ from obsd.httperrors import HttpError, json_response
 from obsd.ingest.accept import Acceptor
 from obsd.ingest.body import gunzip_capped, read_capped
 from obsd.ingest.enrich import Client, RowEncoder
+from obsd.ingest.rejects import rejected_letter
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
 from obsd.pipeline.batch_ids import fingerprint
 from obsd.privacy.visitor import VisitorHasher
 from obsd.settings import Settings
-from obsd.store.rows import DeadLetter, dead_letter
+from obsd.store.rows import DeadLetter
 from obsd.vocabulary import PROJECT_ID_RULE, UUID_RULE, is_project_id, is_uuid
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
@@ -88,16 +89,17 @@ def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float, *,
             enc = encoder.encode(project, decoded, Client(c.ip, c.user_agent[:512], c.country[:2].upper()), now)
         except (WireError, msgspec.ValidationError) as exc:
             rejected[getattr(exc, "code", "invalid_envelope")] += 1
-            dead.append(dead_letter(now, project, "import", str(exc), line))
+            dead.append(rejected_letter(now, project, "import", str(exc), line, encoder.urls))
             continue
         if enc.accepted:
             first = decoded.envelope.events[0].ts / 1000 if decoded.envelope.events else now
             month = int(first // (31 * 86_400))
             months.setdefault(month, []).append((enc.data, enc.accepted))
             accepted += enc.accepted
+        sid = decoded.envelope.session_id or ""
         for r in enc.rejected:
             rejected[r.code] += 1
-            dead.append(dead_letter(now, project, "import", r.reason, r.raw))
+            dead.append(rejected_letter(now, project, "import", r.reason, r.raw, encoder.urls, sid))
     chunks: list[tuple[bytes, int]] = []
     for month in sorted(months):
         parts: list[bytes] = []
@@ -147,12 +149,14 @@ class Importer:
         batch_id = request.query.get("batch_id", "")
         if batch_id and not is_uuid(batch_id):
             raise HttpError(400, "invalid_batch_id", f"batch_id must be {UUID_RULE}")
+        encoder = self.encoder  # one snapshot of the configuration for the whole request
         body = await read_capped(request, MAX_IMPORT_BYTES, "an import body; send smaller chunks")
+        loop = asyncio.get_running_loop()
         if request.headers.get("Content-Encoding", "").lower() == "gzip":
-            body = gunzip_capped(body, MAX_IMPORT_BYTES * 4)
+            body = await loop.run_in_executor(self._pool, gunzip_capped, body, MAX_IMPORT_BYTES * 4)
         now = time.time()
-        res = await asyncio.get_running_loop().run_in_executor(
-            self._pool, partial(encode_lines, self.encoder, project, body, now, max_events=self.chunk_events,
+        res = await loop.run_in_executor(
+            self._pool, partial(encode_lines, encoder, project, body, now, max_events=self.chunk_events,
                                 max_bytes=self.chunk_bytes))
         stored = duplicate = 0
         for i, (data, n) in enumerate(res.chunks):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast
 
+import jiter
 import msgspec
 
 from obsd.settings import LimitsSettings
@@ -112,6 +112,9 @@ class Rejected:
 
 
 _encode = msgspec.json.encode
+# jiter (pydantic's Rust JSON parser) refuses nesting deeper than this, in its own code, before any
+# recursion in Python or in msgspec can happen; it is not configurable there, so it is named here.
+MAX_NESTING = 200
 # String fields of an event bounded by limits.max_string_length; checked by msgspec, in C, while decoding.
 EVENT_STRINGS = ("url", "referrer", "title", "name", "rating", "selector", "tag", "href", "message", "source")
 CONTEXT_STRINGS = ("url", "referrer", "title", "language", "timezone")
@@ -176,30 +179,25 @@ class WireDecoder:
         self._event = msgspec.json.Decoder(cast(type[Event], event))
         self.reject_duplicate_keys = limits.reject_duplicate_keys
 
-    def _check_duplicate_keys(self, body: bytes) -> None:
-        # msgspec keeps the last of repeated keys silently; a body that says two things is refused.
+    def _gate(self, body: bytes) -> None:
+        """One pass in Rust over the whole body before msgspec sees it: syntax, nesting depth and (when
+        limits.reject_duplicate_keys) keys repeated inside one object, each a WireError with a reason."""
         try:
-            json.loads(body, object_pairs_hook=_unique_pairs)
-        except _DuplicateKey as exc:
-            raise WireError("duplicate_key", f"the body repeats the key {exc.args[0][:100]!r} inside one "
-                            "object; each key may appear once") from exc
+            jiter.from_json(body, allow_inf_nan=False, cache_mode="keys",
+                            catch_duplicate_keys=self.reject_duplicate_keys)
         except ValueError as exc:
-            raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+            raise _gate_error(exc) from None
 
     def decode(self, body: bytes) -> Decoded:
-        """One msgspec call when all is well; per-event decoding only to locate bad events."""
+        """The gate, then one msgspec call when all is well; per-event decoding only to locate bad events."""
+        # msgspec and every Python walk after it recurse; only bodies the gate let through reach them.
+        self._gate(body)
         try:
             env = _malformed_is_400(self._envelope.decode, body)
         except msgspec.ValidationError:
             pass
         else:
-            if self.reject_duplicate_keys:
-                self._check_duplicate_keys(body)
             return Decoded(env, None, [])
-        # A field failed validation; it may sit before malformed JSON, so every step below must also
-        # turn malformed input into a 400, not only the first.
-        if self.reject_duplicate_keys:
-            self._check_duplicate_keys(body)
         try:
             loose = _malformed_is_400(self._loose.decode, body)
         except msgspec.ValidationError as exc:
@@ -231,19 +229,23 @@ def _malformed_is_400(decode: Callable[[Any], T], data: Any) -> T:
         raise WireError("invalid_json", f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
-class _DuplicateKey(ValueError):
-    pass
+_JITER_WHERE = re.compile(r" at (line \d+ column \d+)$")
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return d
+def _gate_error(exc: ValueError) -> WireError:
+    """jiter's message as a WireError: the code says what is wrong, the reason where."""
+    text = str(exc)
+    m = _JITER_WHERE.search(text)
+    where = f" (at {m.group(1)})" if m else ""
+    what = text[: m.start()] if m else text
+    if what.startswith("recursion limit exceeded"):
+        return WireError("nesting_too_deep", f"the body nests arrays or objects deeper than {MAX_NESTING} "
+                         f"levels{where}; send flatter JSON")
+    dup = re.match(r'Detected duplicate key "(.*)"$', what, re.S)
+    if dup:
+        return WireError("duplicate_key", f"the body repeats the key {dup.group(1)[:100]!r} inside one object"
+                         f"{where}; each key may appear once")
+    return WireError("invalid_json", f"the body is not valid JSON: {what[:200]}{where}")
 
 
 class Validator:

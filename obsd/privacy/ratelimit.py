@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Final
 
-__all__ = ["TokenBucketLimiter"]
+__all__ = ["TokenBucketLimiter", "client_key"]
 
 
 class TokenBucketLimiter:
@@ -75,3 +77,16 @@ class TokenBucketLimiter:
             if tokens + (now - last) * self.rate < self.burst:
                 break
             del buckets[key]
+
+
+@lru_cache(maxsize=65_536)
+def client_key(ip: str, ipv6_prefix: int = 64) -> str:
+    """The rate-limit key of a client IP: IPv4 as is, IPv6 by its /ipv6_prefix network (a subscriber
+    usually gets a whole /64 and can rotate addresses inside it at will)."""
+    if ":" not in ip:
+        return ip
+    try:
+        net = ipaddress.IPv6Network(f"{ip.split('%')[0]}/{ipv6_prefix}", strict=False)
+    except ValueError:
+        return ip
+    return f"{net.network_address.compressed}/{ipv6_prefix}"

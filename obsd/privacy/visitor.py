@@ -90,28 +90,62 @@ class _DaySalt:
     def __init__(self, day: int, key: bytes) -> None:
         self.day = day
         self.key = bytearray(key)
-        self.state = hashlib.blake2b(key=self.key, digest_size=8)
+        self.state: hashlib.blake2b | None = hashlib.blake2b(key=self.key, digest_size=8)
 
     def destroy(self) -> None:
-        """Zero the salt bytes in memory and drop the derived hash state."""
+        """Zero the salt bytes in memory and drop the derived hash state (never replaced by an unkeyed one)."""
         for i in range(len(self.key)):
             self.key[i] = 0
-        self.state = hashlib.blake2b(digest_size=8)
+        self.state = None
 
 
 class VisitorHasher:
-    """Turns (project, IP, user agent) into a 64-bit visitor id that cannot be joined across days."""
+    """Turns (project, IP, user agent) into a 64-bit visitor id that cannot be joined across days.
 
-    def __init__(self, salt_dir: Path | str | None, *, now: Callable[[], float] = time.time) -> None:
+    The one owner of a process's salts. Every salt lookup, creation and destruction happens under one
+    lock, so a request never hashes with a salt being destroyed (there is no unkeyed moment), and the
+    oldest day still kept only moves forward: a destroyed day's salt is never made again, not by a late
+    request and not by a clock that steps back.
+    """
+
+    def __init__(self, salt_dir: Path | str | None, *, now: Callable[[], float] = time.time,
+                 _borrowed: dict[int, bytes] | None = None) -> None:
         self._dir: Final = Path(salt_dir) if salt_dir is not None else None
         self._now: Final = now
         self._lock: Final = threading.Lock()
         self._salts: dict[int, _DaySalt] = {}
         self._today: _DaySalt | None = None
         self._next_rotation = float("-inf")
+        self._floor = -(2**62)  # the oldest day whose salt may exist; only ever raised
+        self._borrowed = _borrowed is not None
+        if _borrowed is not None:
+            for day, key in _borrowed.items():
+                self._salts[day] = _DaySalt(day, key)
+            newest = max(self._salts)
+            self._today = self._salts[newest]
+            self._floor = min(self._salts)
+            self._next_rotation = float("inf")  # a borrower never rotates: its owner does
+            return
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.rotate()
+
+    @classmethod
+    def borrowed(cls, keys: dict[int, bytes]) -> VisitorHasher:
+        """A hasher over salts another process owns (`owner.snapshot()`): it hashes exactly like the owner
+        did when the snapshot was taken and never creates, writes, rotates or destroys a salt."""
+        if not keys:
+            raise ValueError("a borrowed hasher needs at least one day's salt")
+        return cls(None, _borrowed=keys)
+
+    def snapshot(self) -> dict[int, bytes]:
+        """Today's and yesterday's salt bytes, for worker processes that hash on this owner's behalf."""
+        with self._lock:
+            self._rotate_if_due()
+            assert self._today is not None
+            today = self._today.day
+            yesterday = self._salts.get(today - 1) or self._load_or_create(today - 1)
+            return {today: bytes(self._today.key), today - 1: bytes(yesterday.key)}
 
     def seconds_until_rotation(self) -> float:
         """Return how long until the next midnight UTC, when the server should call rotate()."""
@@ -119,33 +153,42 @@ class VisitorHasher:
 
     def visitor_id(self, project_id: str, ip: str, ua: str, at: float | None = None) -> int:
         """Return the visitor id for an event, using the salt of the event's UTC day (`at`, seconds)."""
-        now = self._now()
-        if now >= self._next_rotation:
-            self.rotate()
-        salt = self._today
-        assert salt is not None
-        if at is not None and at < salt.day * DAY_SECONDS:
-            # Late events of yesterday keep yesterday's identity; anything older is clamped to it.
-            salt = self._salts.get(salt.day - 1) or self._salt_for(salt.day - 1)
-        h = salt.state.copy()
+        with self._lock:
+            self._rotate_if_due()
+            salt = self._today
+            assert salt is not None
+            if at is not None and at < salt.day * DAY_SECONDS and salt.day - 1 >= self._floor:
+                # Late events of yesterday keep yesterday's identity; anything older is clamped to it.
+                salt = self._salts.get(salt.day - 1) or self._load_or_create(salt.day - 1)
+            state = salt.state
+            assert state is not None, "a live salt always has its keyed state"
+            h = state.copy()
         h.update(f"{project_id}\0{ip}\0{ua}".encode("utf-8", "surrogatepass"))
         return int.from_bytes(h.digest(), "big")
 
     def rotate(self) -> None:
         """Load or create today's salt and destroy every salt older than yesterday, on disk and in memory."""
         with self._lock:
-            today = utc_day(self._now())
-            for day in [d for d in self._salts if d not in (today, today - 1)]:
-                self._salts.pop(day).destroy()
-            self._purge_disk(keep=(today, today - 1))
-            self._today = self._salts.get(today) or self._load_or_create(today)
-            self._next_rotation = (today + 1) * DAY_SECONDS
+            self._rotate()
 
-    def _salt_for(self, day: int) -> _DaySalt:
-        with self._lock:
-            return self._salts.get(day) or self._load_or_create(day)
+    def _rotate_if_due(self) -> None:
+        if not self._borrowed and self._now() >= self._next_rotation:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        # A clock that steps back never brings back a day whose salt was destroyed.
+        today = max(utc_day(self._now()), self._floor + 1)
+        self._floor = max(self._floor, today - 1)
+        for day in [d for d in self._salts if d < self._floor]:
+            self._salts.pop(day).destroy()
+        self._purge_disk(keep=(today, today - 1))
+        self._today = self._salts.get(today) or self._load_or_create(today)
+        self._next_rotation = (utc_day(self._now()) + 1) * DAY_SECONDS
 
     def _load_or_create(self, day: int) -> _DaySalt:
+        """A day's salt from disk, or a new one; never for a day before the floor. Hold the lock."""
+        if day < self._floor:
+            raise ValueError(f"the salt of day {day} was destroyed and is never made again")
         key: bytes | None = None
         path = self._dir / salt_file_name(day) if self._dir is not None else None
         if path is not None:

@@ -26,7 +26,7 @@ class PurgeRequest:
         if self.session is not None and not is_session_id(self.session):
             raise QueryError(f"--session {self.session!r} is not a session id ({SESSION_ID_RULE})")
 
-    def where(self, column: str, has_session: bool) -> str:
+    def where(self, column: str, has_session: bool, table: str = "") -> str:
         """The WHERE clause for one table (values are validated, so they are safe to inline)."""
         parts = [f"project_id = '{self.project}'"]
         if self.before is not None:
@@ -34,7 +34,13 @@ class PurgeRequest:
         if self.session is not None:
             if not has_session:
                 return ""
-            parts.append(f"session_id = '{self.session}'")
+            if table == "events_rejected":
+                # Rows ClickHouse refused are kept as the encoded row, which names its session; dead
+                # letters from before migration 0006 have no session column value either.
+                parts.append(f"(session_id = '{self.session}' OR (session_id = '' AND "
+                             f"position(payload, '\"session_id\":\"{self.session}\"') > 0))")
+            else:
+                parts.append(f"session_id = '{self.session}'")
         return " AND ".join(parts)
 
 
@@ -70,7 +76,7 @@ def purge(store: Store, req: PurgeRequest) -> dict[str, int]:
     for table, (column, has_session) in sorted(project_tables(store).items()):
         if req.before is not None and not column:
             continue
-        where = req.where(column, has_session=has_session)
+        where = req.where(column, has_session=has_session, table=table)
         if not where:
             continue  # aggregates hold no session, so a session purge has nothing to take from them
         n = int(store.query(f"SELECT count() FROM {store.database}.{table} WHERE {where}").rows[0][0])

@@ -12,8 +12,11 @@ from obsd.httperrors import HttpError, json_response
 from obsd.privacy.access import AdminAccess
 from obsd.query.params import ReportError, ReportParams, parse_params
 from obsd.query.reports import REPORTS, Reports
+from obsd.query.running import bounded, limit_http_error
 from obsd.settings import Settings
 from obsd.store.client import Store
+from obsd.store.limits import QueryLimitError
+from obsd.store.readonly import open_reader
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -22,13 +25,21 @@ class StatsApi:
     """Handlers for /v1/stats and /v1/stats/<report>, guarded by the admin check."""
 
     def __init__(self, settings: Settings, access: AdminAccess) -> None:
-        self.settings = settings
         self.access = access
-        self.projects = [p.id for p in settings.projects]
         self._store: Store | None = None
         self._reports: Reports | None = None
         # One thread owns this Store (Stores are not thread-safe); reports queue behind each other.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="obsd-stats")
+        self.apply(settings)
+
+    def apply(self, settings: Settings) -> None:
+        """Take new projects and query limits (start and reload); a request keeps the snapshot it began with."""
+        old = getattr(self, "settings", None)
+        self.settings = settings
+        self.projects = [p.id for p in settings.projects]
+        if old is not None and old.clickhouse != settings.clickhouse and self._store is not None:
+            store, self._store, self._reports = self._store, None, None
+            self._pool.submit(store.close)  # after the reports already queued on it
 
     def routes(self, app: web.Application) -> None:
         """Register the stats routes."""
@@ -42,11 +53,12 @@ class StatsApi:
     async def index(self, request: web.Request) -> web.Response:
         """The reports and projects this daemon can answer for."""
         self.access.check(request)
-        return json_response({"reports": list(REPORTS), "projects": self.projects}, headers=NO_STORE)
+        return json_response({"reports": list(REPORTS), "projects": list(self.projects)}, headers=NO_STORE)
 
     async def report(self, request: web.Request) -> web.Response:
         """One report over the rollups, with parameters from the query string."""
         self.access.check(request)
+        settings, projects = self.settings, self.projects  # one snapshot for the whole request
         name = request.match_info["report"]
         if name not in REPORTS:
             raise HttpError(404, "unknown_report", f"no report {name!r}; reports: {', '.join(REPORTS)}")
@@ -56,17 +68,20 @@ class StatsApi:
             if len(values) > 1:
                 raise HttpError(400, "invalid_parameter", f"{key} is given {len(values)} times; give it once")
             raw[key] = values[0]
-        default = self.projects[0] if len(self.projects) == 1 else None
+        default = projects[0] if len(projects) == 1 else None
         try:
             params = parse_params(raw, default_project=default)
         except ReportError as exc:
             raise HttpError(400, "invalid_parameter", str(exc)) from exc
-        if params.project not in self.projects:
+        if params.project not in projects:
             raise HttpError(400, "unknown_project", f"project {params.project!r} is not configured; "
-                            f"projects: {', '.join(self.projects) or '(none)'}")
+                            f"projects: {', '.join(projects) or '(none)'}")
         loop = asyncio.get_running_loop()
         try:
-            report = await loop.run_in_executor(self._pool, self._run, name, params)
+            report = await bounded(loop.run_in_executor(self._pool, self._run, name, params),
+                                   settings.clickhouse.query_timeout_s, f"{name} report")
+        except QueryLimitError as exc:
+            raise limit_http_error(exc) from exc
         except ObsdError as exc:
             raise HttpError(503, "report_failed", f"the {name} report failed: {exc}",
                             retry_after=5) from exc
@@ -75,7 +90,7 @@ class StatsApi:
     def _run(self, name: str, params: ReportParams) -> dict[str, object]:
         if self._reports is None:
             s = self.settings
-            self._store = Store(s.dsn, s.clickhouse.database)
+            self._store = open_reader(s)
             self._reports = Reports(self._store, s.clickhouse.database, cluster=bool(s.clickhouse.cluster),
                                     timeout_s=s.clickhouse.query_timeout_s)
         return self._reports.run(name, params).to_json()

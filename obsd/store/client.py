@@ -16,13 +16,13 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from obsd import faults
 from obsd.errors import QueryError, StoreError, StoreLockedError
 from obsd.settings import redact_dsn
+from obsd.store.limits import limit_error
 
 # ClickHouse error codes that mean "this data is wrong", not "the store is unwell": such a batch
 # is bisected and its bad rows dead-lettered instead of being retried forever.
 DATA_ERROR_CODES = frozenset(
     {6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 321, 376, 377, 395, 469}
 )
-_READ_ONLY_PREFIX = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESCRIBE\b|DESC\b|EXPLAIN\b|EXISTS\b)", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +68,17 @@ def short_error(exc: BaseException, limit: int = 500) -> str:
 class Store:
     """A connection to ClickHouse; not thread-safe, so one thread owns each Store."""
 
-    def __init__(self, dsn: str, database: str) -> None:
+    def __init__(self, dsn: str, database: str, *, session: dict[str, str] | None = None,
+                 engine: dict[str, Any] | None = None) -> None:
+        """Open a connection; `session` settings hold for every statement on it (obsd.store.limits),
+        `engine` options start the embedded engine when this is the process's first connection to it."""
         self.dsn = dsn
         self.database = database
         self.embedded = dsn.startswith("chdb:")
+        self._session: frozenset[str] = frozenset()
+        extra: dict[str, Any] = {"chdb_options": engine} if engine and self.embedded else {}
         try:
-            self._client = clickhouse_connect.get_client(dsn=dsn)
+            self._client = clickhouse_connect.get_client(dsn=dsn, **extra)
         except Exception as exc:
             if self.embedded and _held_by_other_process(dsn):
                 raise StoreLockedError(
@@ -81,6 +86,17 @@ class Store:
                     "`obsd serve`; stop it, or let the command go through the daemon"
                 ) from exc
             raise StoreError(f"cannot open the ClickHouse store at {redact_dsn(dsn)}: {short_error(exc)}") from exc
+        if session:
+            self.limit(session)
+
+    def limit(self, session: dict[str, str]) -> None:
+        """Apply settings to every later statement of this connection, in order (readonly last)."""
+        try:
+            for key, value in session.items():
+                self._client.set_client_setting(key, value)
+        except Exception as exc:
+            raise StoreError(f"cannot apply the query limits: {short_error(exc)}") from exc
+        self._session = self._session | frozenset(session)
 
     def close(self) -> None:
         """Release the connection (and, for chDB, the data directory lock)."""
@@ -97,31 +113,22 @@ class Store:
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None,
               settings: dict[str, Any] | None = None) -> QueryResult:
-        """Run a query and return all its rows."""
+        """Run a query and return all its rows; a limit it hits is a QueryLimitError."""
+        if settings and self._session:
+            # The session already holds these (and readonly = 1 refuses even setting them again).
+            settings = {k: v for k, v in settings.items() if k not in self._session} or None
         try:
             res = self._client.query(sql, parameters=parameters, settings=settings)
         except Exception as exc:
+            limited = limit_error(error_code(exc), str(exc))
+            if limited is not None:
+                raise limited from exc
             raise QueryError(short_error(exc, 2000)) from exc
         return QueryResult(
             columns=list(res.column_names),
             types=[t.name for t in res.column_types],
             rows=[list(r) for r in res.result_rows],
         )
-
-    def query_readonly(self, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
-        """Run a user's query under ClickHouse's readonly setting, with a row cap and a timeout."""
-        if not _READ_ONLY_PREFIX.match(sql):
-            raise QueryError("only read-only statements are allowed (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)")
-        settings = {
-            "readonly": "1",
-            "max_execution_time": str(max(1, int(timeout_s))),
-            "max_result_rows": str(max_rows + 1),
-            "result_overflow_mode": "break",
-        }
-        res = self.query(sql, settings=settings)
-        if len(res.rows) > max_rows:
-            return QueryResult(res.columns, res.types, res.rows[:max_rows], truncated=True)
-        return res
 
     def insert_ndjson(self, table: str, data: bytes, *, compression: str | None = None,
                       token: str | None = None) -> None:

@@ -12,10 +12,11 @@ import structlog
 from obsd.errors import MigrationError, PendingMigrationsError, StoreError
 from obsd.settings import Settings
 from obsd.store.client import Store
-from obsd.store.retention import apply_retention
+from obsd.store.retention import apply_retention, retention_plan
 
 log = structlog.get_logger("obsd.store.migrations")
 
+_SHIPPED: list[Migration] | None = None
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
 TABLE = "schema_migrations"
 
@@ -115,6 +116,14 @@ class Migrator:
         self.cluster = cluster
         self.migrations = discover(directory or default_dir())
 
+    @staticmethod
+    def shipped() -> list[Migration]:
+        """The migrations shipped with obsd (read once per process)."""
+        global _SHIPPED
+        if _SHIPPED is None:
+            _SHIPPED = discover(default_dir())
+        return list(_SHIPPED)
+
     def ensure_table(self) -> None:
         """Create the database and the table that records applied migrations."""
         on_cluster = f" ON CLUSTER '{self.cluster}'" if self.cluster else ""
@@ -182,6 +191,17 @@ class Migrator:
         return targets
 
 
+def pending_labels(store: Store, migrations: list[Migration], database: str) -> list[str]:
+    """Labels of the migrations not applied in the store, read without creating anything."""
+    exists = store.query("SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                         parameters={"db": database, "t": TABLE})
+    if not int(exists.rows[0][0]):
+        return [m.label for m in migrations]
+    res = store.query(f"SELECT version, argMax(applied, at) FROM {database}.{TABLE} GROUP BY version")
+    done = {int(v) for v, a in res.rows if a}
+    return [m.label for m in migrations if m.version not in done]
+
+
 def create(directory: Path, name: str) -> tuple[Path, Path]:
     """Create the next empty up/down pair named NAME and return their paths."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -208,7 +228,8 @@ def ensure_schema(store: Store, settings: Settings, *, migrate: bool) -> list[st
             "or start with `obsd serve --migrate` (or auto_migrate = true)"
         )
     applied = [m.label for m in migrator.up()] if pending else []
-    changed = apply_retention(store, settings.clickhouse.retention_days)
+    plan = retention_plan(settings.clickhouse)
+    changed = apply_retention(store, plan)
     if changed:
-        log.info("retention.applied", days=settings.clickhouse.retention_days, tables=changed)
+        log.info("retention.applied", days=plan, tables=changed)
     return applied

@@ -80,12 +80,19 @@ class DeadLetter(msgspec.Struct, frozen=True):
     stage: str
     reason: str
     payload: str
+    session_id: str = ""  # since migration 0006, so `obsd purge --session` reaches dead letters
 
 
-def dead_letter(received_at: float, project_id: str, stage: str, reason: str, payload: bytes | str) -> DeadLetter:
-    """The one way to build a dead letter: the payload and reason are capped, bytes read as UTF-8."""
+def dead_letter(received_at: float, project_id: str, stage: str, reason: str, payload: bytes | str,
+                session_id: str = "") -> DeadLetter:
+    """The one way to build a dead letter: the payload and reason are capped, bytes read as UTF-8.
+
+    Client input is scrubbed before it gets here (obsd/ingest/rejects.py); the store stage passes
+    rows that were already encoded, and so already scrubbed.
+    """
     text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-    return DeadLetter(received_at, project_id, stage, reason[:MAX_DEAD_REASON], text[:MAX_DEAD_PAYLOAD])
+    return DeadLetter(received_at, project_id, stage, reason[:MAX_DEAD_REASON], text[:MAX_DEAD_PAYLOAD],
+                      session_id[:128])
 
 
 def row_fields() -> frozenset[str]:

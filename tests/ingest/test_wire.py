@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obsd.ingest.wire import Validator, WireDecoder, WireError
+from obsd.ingest.wire import MAX_NESTING, Validator, WireDecoder, WireError
 from obsd.settings import LimitsSettings
-from tests.strategies import invalid_event, valid_event
+from tests.strategies import deeply_nested_bodies, invalid_event, valid_event
 
 decode = WireDecoder(LimitsSettings()).decode  # the default limits
 
@@ -107,4 +107,48 @@ def test_a_corrupted_body_is_refused_as_a_whole_never_a_crash(events: list[dict[
     try:
         WireDecoder(LimitsSettings(reject_duplicate_keys=dup_check)).decode(broken)
     except WireError as exc:
-        assert exc.code in {"invalid_json", "invalid_envelope", "duplicate_key"}
+        assert exc.code in {"invalid_json", "invalid_envelope", "duplicate_key", "nesting_too_deep"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(deeply_nested_bodies())
+def test_nesting_at_any_depth_and_position_decodes_or_is_a_reason_never_recursion(case: tuple[bytes, int, str]) -> None:
+    """Deep nesting anywhere is refused with nesting_too_deep past MAX_NESTING; nothing reaches Python recursion."""
+    body, depth, position = case
+    try:
+        decoded = decode(body)
+    except WireError as exc:
+        assert exc.code in {"nesting_too_deep", "invalid_envelope"}, (exc.code, str(exc))
+        if exc.code == "nesting_too_deep":
+            assert depth + 2 > MAX_NESTING and str(MAX_NESTING) in str(exc)
+        return
+    # Accepted bodies went through msgspec and the per-event checks without a RecursionError.
+    assert depth <= MAX_NESTING
+    now = NOW_MS / 1000
+    problems = [Validator(LimitsSettings()).check(e, now) for e in decoded.envelope.events]
+    if position == "props":
+        assert problems == [("invalid_props", "props nest deeper than 3 levels")] or depth <= 2
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING - 5, MAX_NESTING + 1, 1000, 100_000])
+def test_nesting_past_the_limit_is_one_reason_whatever_the_depth(depth: int) -> None:
+    """1,000 or 100,000 levels cost the same: the gate stops at the limit (no recursion, no stack)."""
+    body = b'{"events":' + b"[" * depth + b"]" * depth + b"}"
+    if depth + 1 <= MAX_NESTING:
+        decoded = decode(body)  # shallow enough to parse: the one "event" is refused by its index
+        assert [r.index for r in decoded.rejected] == [0] and decoded.envelope.events == []
+        return
+    with pytest.raises(WireError) as info:
+        decode(body)
+    assert info.value.code == "nesting_too_deep" and "send flatter JSON" in str(info.value)
+
+
+def test_duplicate_keys_are_found_through_escapes_and_at_any_depth() -> None:
+    """A key spelled with a \\u escape is the same key; duplicates deep inside props are found too."""
+    for body in (b'{"events": [], "ev\\u0065nts": []}',
+                 b'{"events": [{"id": "a", "type": "custom", "ts": 1, "props": {"a": {"b": 1, "b": 2}}}]}'):
+        with pytest.raises(WireError) as info:
+            decode(body)
+        assert info.value.code == "duplicate_key"
+    relaxed = WireDecoder(LimitsSettings(reject_duplicate_keys=False))
+    assert relaxed.decode(b'{"events": [], "events": []}').envelope.events == []

@@ -90,8 +90,8 @@ def test_daemon_lifecycle_notifications(tmp_path: Path, listener: NotifyListener
 def test_sighup_reload_changes_keys_under_traffic_without_losing_events(tmp_path: Path,
                                                                        listener: NotifyListener) -> None:
     """A key rotated and a project added by SIGHUP while posts flow: every 202'd event is stored."""
-    old = [{"id": "demo", "write_key": "key-aaaaaaaa"}]
-    new = [{"id": "demo", "write_key": "key-bbbbbbbb"}, {"id": "shop", "write_key": "key-cccccccc"}]
+    old = [{"id": "demo", "write_key": "key-aaaaaaaaaaaaaaaa"}]
+    new = [{"id": "demo", "write_key": "key-bbbbbbbbbbbbbbbb"}, {"id": "shop", "write_key": "key-cccccccccccccccc"}]
     d = Daemon(tmp_path, projects=old, sections={"pipeline": {"batch_interval_ms": 50}},
                env={"NOTIFY_SOCKET": listener.address})
     d.start()
@@ -100,7 +100,7 @@ def test_sighup_reload_changes_keys_under_traffic_without_losing_events(tmp_path
     stop = threading.Event()
 
     def traffic() -> None:
-        keys = ["key-aaaaaaaa", "key-bbbbbbbb", "key-cccccccc"]
+        keys = ["key-aaaaaaaaaaaaaaaa", "key-bbbbbbbbbbbbbbbb", "key-cccccccccccccccc"]
         i = 0
         while not stop.is_set():
             key = keys[i % 3]
@@ -138,12 +138,12 @@ def test_sighup_reload_changes_keys_under_traffic_without_losing_events(tmp_path
         before = [r for r in results if r[1] < hup_at]  # answered before SIGHUP was sent
         after = [r for r in results if r[0] > reloaded_at]  # sent after READY=1 said the reload is done
         assert before and after
-        assert {(k, s) for _, _, k, s, _ in before} == {("key-aaaaaaaa", 202), ("key-bbbbbbbb", 401),
-                                                   ("key-cccccccc", 401)}
-        assert {(k, s) for _, _, k, s, _ in after} == {("key-aaaaaaaa", 401), ("key-bbbbbbbb", 202),
-                                                  ("key-cccccccc", 202)}
-        demo = sum(a for _, _, k, _, a in results if k in ("key-aaaaaaaa", "key-bbbbbbbb"))
-        shop = sum(a for _, _, k, _, a in results if k == "key-cccccccc")
+        assert {(k, s) for _, _, k, s, _ in before} == {("key-aaaaaaaaaaaaaaaa", 202), ("key-bbbbbbbbbbbbbbbb", 401),
+                                                   ("key-cccccccccccccccc", 401)}
+        assert {(k, s) for _, _, k, s, _ in after} == {("key-aaaaaaaaaaaaaaaa", 401), ("key-bbbbbbbbbbbbbbbb", 202),
+                                                  ("key-cccccccccccccccc", 202)}
+        demo = sum(a for _, _, k, _, a in results if k in ("key-aaaaaaaaaaaaaaaa", "key-bbbbbbbbbbbbbbbb"))
+        shop = sum(a for _, _, k, _, a in results if k == "key-cccccccccccccccc")
         assert d.wait_for("SELECT count() FROM obsd.events WHERE project_id = 'demo'", demo) == demo
         assert d.wait_for("SELECT count() FROM obsd.events WHERE project_id = 'shop'", shop) == shop
         assert 'obsd_config_reloads_total{result="ok"} 1.0' in d.metrics()

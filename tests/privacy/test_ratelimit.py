@@ -113,3 +113,20 @@ def test_never_more_than_burst_plus_rate_times_elapsed(steps: list[tuple[float, 
         if wait == 0:
             accepted += n
     assert accepted <= 4 + 2 * (clock.t - start) + 1e-9
+
+
+def test_ipv6_clients_share_a_bucket_per_prefix() -> None:
+    """Addresses inside one /64 are one client; another /64 is another; IPv4 stays per address."""
+    from obsd.privacy.ratelimit import client_key
+
+    a = client_key("2001:db8:1:2:aaaa::1")
+    assert a == client_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != a
+    assert client_key("2001:db8:1:2::1", 48) == client_key("2001:db8:1:ffff::1", 48)
+    assert client_key("203.0.113.7") == "203.0.113.7"
+    limiter = TokenBucketLimiter(rate=1, burst=2, max_keys=3)
+    # Rotating through a /64 neither escapes the limit nor evicts other clients' buckets.
+    limiter.take(client_key("198.51.100.1"))
+    results = [limiter.take(client_key(f"2001:db8:0:1::{i:x}")) for i in range(1, 50)]
+    assert results[:2] == [0.0, 0.0] and all(w > 0 for w in results[2:])
+    assert len(limiter) == 2

@@ -152,14 +152,14 @@ def _obsd(*args: str) -> subprocess.CompletedProcess[str]:
 def test_purge_removes_exactly_what_it_says(tmp_path: Path, through_daemon: bool) -> None:
     """purge --project/--session/--before deletes those rows only and reports the count."""
     projects = [{"id": "a", "write_key": WRITE_KEY, "allowed_origins": []},
-                {"id": "b", "write_key": "other-write-key", "allowed_origins": []}]
+                {"id": "b", "write_key": "other-write-key-0001", "allowed_origins": []}]
     d = Daemon(tmp_path, projects=projects)
     d.start()
     old = now_ms() - 3 * 86_400_000
     d.post(envelope([event() for _ in range(5)], session_id="s1"))
     d.post(envelope([event() for _ in range(3)], session_id="s2"))
     d.post(envelope([event(ts=old) for _ in range(4)], session_id="s3"))
-    d.post(envelope([event() for _ in range(7)], session_id="s1"), key="other-write-key")
+    d.post(envelope([event() for _ in range(7)], session_id="s1"), key="other-write-key-0001")
     assert d.wait_for("SELECT count() FROM obsd.events", 19) == 19
     if not through_daemon:
         d.stop()

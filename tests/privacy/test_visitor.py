@@ -186,3 +186,66 @@ def test_any_input_hashes_to_an_unsigned_64_bit_int(project: str, ip: str, ua: s
     vid = hasher.visitor_id(project, ip, ua)
     assert 0 <= vid < 2**64
     assert hasher.visitor_id(project, ip, ua) == vid
+
+
+def test_rotation_under_concurrent_hashing_never_hashes_without_a_key(tmp_path: Path) -> None:
+    """Threads hash while midnight passes and salts are destroyed: never an unkeyed (or zeroed) digest."""
+    import threading
+
+    clock = Clock(NOON)
+    hasher = VisitorHasher(tmp_path, now=clock)
+    msg = f"shop\0{IP}\0{UA}".encode()
+    unkeyed = int.from_bytes(hashlib.blake2b(msg, digest_size=8).digest(), "big")
+    zeroed = int.from_bytes(hashlib.blake2b(msg, key=bytes(SALT_BYTES), digest_size=8).digest(), "big")
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def hash_forever() -> None:
+        while not stop.is_set():
+            seen.add(hasher.visitor_id("shop", IP, UA, at=clock.t - DAY_SECONDS / 2))
+
+    threads = [threading.Thread(target=hash_forever) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(200):
+            clock.t += DAY_SECONDS / 2
+            hasher.rotate()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert seen and unkeyed not in seen and zeroed not in seen
+
+
+def test_a_destroyed_salt_never_comes_back(tmp_path: Path) -> None:
+    """Once a day's salt is destroyed, neither a late request nor a clock stepping back makes it again."""
+    clock = Clock(NOON)
+    hasher = VisitorHasher(tmp_path, now=clock)
+    day0 = utc_day(NOON)
+    first = hasher.visitor_id("shop", IP, UA)
+    clock.t += 2 * DAY_SECONDS
+    hasher.visitor_id("shop", IP, UA)
+    assert salt_file_name(day0) not in salt_files(tmp_path)
+    # A request stamped with the destroyed day is hashed with yesterday's salt, not a new day-0 salt.
+    late = hasher.visitor_id("shop", IP, UA, at=NOON)
+    assert late != first and salt_file_name(day0) not in salt_files(tmp_path)
+    clock.t = NOON  # the clock steps back two days
+    hasher.rotate()
+    again = hasher.visitor_id("shop", IP, UA)
+    assert again != first and salt_file_name(day0) not in salt_files(tmp_path)
+    assert salt_files(tmp_path) == sorted([salt_file_name(day0 + 1), salt_file_name(day0 + 2)])
+
+
+def test_workers_borrow_the_owners_salts_and_write_nothing(tmp_path: Path) -> None:
+    """A borrowed hasher hashes like its owner, today and yesterday, and never touches the salt files."""
+    clock = Clock(NOON)
+    owner = VisitorHasher(tmp_path / "salts", now=clock)
+    worker = VisitorHasher.borrowed(owner.snapshot())  # the owner makes yesterday's salt if it had none
+    files = salt_files(tmp_path / "salts")
+    for at in (None, NOON - DAY_SECONDS / 2, NOON - 30 * DAY_SECONDS):
+        assert worker.visitor_id("shop", IP, UA, at=at) == owner.visitor_id("shop", IP, UA, at=at)
+    assert salt_files(tmp_path / "salts") == files == sorted([salt_file_name(utc_day(NOON) - 1),
+                                                              salt_file_name(utc_day(NOON))])
+    with pytest.raises(ValueError):
+        VisitorHasher.borrowed({})

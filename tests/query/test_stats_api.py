@@ -16,7 +16,7 @@ from obsd.query.reports import rating
 from tests import traffic
 from tests.harness import ADMIN_TOKEN, WRITE_KEY, Daemon, http, now_ms
 
-PROJECTS = [{"id": "demo", "write_key": WRITE_KEY}, {"id": "other", "write_key": "other-key"}]
+PROJECTS = [{"id": "demo", "write_key": WRITE_KEY}, {"id": "other", "write_key": "other-write-key-0001"}]
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
