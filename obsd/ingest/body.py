@@ -1,28 +1,112 @@
-"""Request bodies: read with a size cap, then decompressed with a cap on what they inflate to."""
+"""Request bodies: read with a size cap, then decompressed with a cap on what they inflate to.
+
+Every Content-Encoding obsd accepts (gzip, deflate, br, zstd) is inflated in bounded steps, so a
+compression bomb stops at the cap whatever the encoding: no decoder is ever asked for "everything".
+"""
 
 from __future__ import annotations
 
+import io
 import zlib
+from collections.abc import Callable
 
+import brotli
+import zstandard
 from aiohttp import web
 
 from obsd.httperrors import HttpError
 
+ENCODINGS = ("gzip", "deflate", "br", "zstd")
 
-def gunzip_capped(body: bytes, limit: int) -> bytes:
-    """Decompress gzip without ever holding more than `limit` bytes: a gzip bomb stops at the cap."""
-    d = zlib.decompressobj(wbits=47)  # gzip or zlib, auto-detected
+
+def _too_large(limit: int) -> HttpError:
+    return HttpError(413, "decompressed_too_large",
+                     f"the body decompresses to more than {limit} bytes (server.max_decompressed_bytes); "
+                     "send smaller batches")
+
+
+def _invalid(encoding: str, detail: str) -> HttpError:
+    return HttpError(400, f"invalid_{encoding}", f"the body is not valid {encoding}: {detail}")
+
+
+def _zlib_capped(body: bytes, limit: int, wbits: int, encoding: str) -> bytes:
+    d = zlib.decompressobj(wbits=wbits)
     try:
         out = d.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise HttpError(400, "invalid_gzip", f"the body is not valid gzip: {exc}") from exc
+        raise _invalid(encoding, str(exc)) from exc
     if len(out) > limit or d.unconsumed_tail:
-        raise HttpError(413, "decompressed_too_large",
-                        f"the body decompresses to more than {limit} bytes (server.max_decompressed_bytes); "
-                        "send smaller batches")
+        raise _too_large(limit)
     if not d.eof:
-        raise HttpError(400, "invalid_gzip", "the gzip body is truncated")
+        raise _invalid(encoding, "the body is truncated")
     return out
+
+
+def gunzip_capped(body: bytes, limit: int) -> bytes:
+    """Decompress gzip without ever holding more than `limit` bytes: a gzip bomb stops at the cap."""
+    return _zlib_capped(body, limit, 47, "gzip")  # gzip or zlib, auto-detected
+
+
+def inflate_capped(body: bytes, limit: int) -> bytes:
+    """HTTP `deflate`: zlib-wrapped as the RFC says, or raw deflate as some clients send it; capped."""
+    if len(body) >= 2 and (body[0] & 0x0F) == 8 and ((body[0] << 8) | body[1]) % 31 == 0:
+        return _zlib_capped(body, limit, 15, "deflate")
+    return _zlib_capped(body, limit, -15, "deflate")
+
+
+def unbrotli_capped(body: bytes, limit: int) -> bytes:
+    """Decompress brotli in steps of at most `limit + 1` output bytes; stop as soon as the cap is passed."""
+    d = brotli.Decompressor()
+    try:
+        out = bytearray(d.process(body, output_buffer_limit=limit + 1))
+        while len(out) <= limit and not d.is_finished() and not d.can_accept_more_data():
+            out += d.process(b"", output_buffer_limit=limit + 1 - len(out))
+    except brotli.error as exc:
+        raise _invalid("br", str(exc) or "corrupt stream") from exc
+    if len(out) > limit:
+        raise _too_large(limit)
+    if not d.is_finished():
+        raise _invalid("br", "the body is truncated")
+    return bytes(out)
+
+
+def unzstd_capped(body: bytes, limit: int) -> bytes:
+    """Decompress zstd (one or more frames) reading at most `limit + 1` bytes out of it."""
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True)
+    try:
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise _invalid("zstd", str(exc)) from exc
+    if len(out) > limit:
+        raise _too_large(limit)
+    # The reader stops quietly at a cut-off frame; the output is known to be small now, so a second,
+    # frame-by-frame pass can tell a complete stream from a truncated one.
+    rest = body
+    while rest:
+        d = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            d.decompress(rest)
+        except zstandard.ZstdError as exc:
+            raise _invalid("zstd", str(exc)) from exc
+        if not d.eof:
+            raise _invalid("zstd", "the body is truncated")
+        rest = d.unused_data
+    return bytes(out)
+
+
+_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
+    "gzip": gunzip_capped, "x-gzip": gunzip_capped, "deflate": inflate_capped, "br": unbrotli_capped,
+    "zstd": unzstd_capped,
+}
+
+
+def decompress_capped(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body after one Content-Encoding, never inflating past `limit` bytes (413 beyond it)."""
+    decode = _DECODERS.get(encoding)
+    if decode is None:
+        raise HttpError(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r} is not accepted; "
+                        f"use {', '.join(ENCODINGS)} or none")
+    return decode(body, limit)
 
 
 async def read_capped(request: web.Request, limit: int, setting: str) -> bytes:
@@ -39,11 +123,8 @@ async def read_capped(request: web.Request, limit: int, setting: str) -> bytes:
 
 
 def decode_content(request: web.Request, body: bytes, limit: int) -> bytes:
-    """The body after its Content-Encoding (gzip, or `?gzip=1` for beacons that cannot set headers)."""
-    encoding = request.headers.get("Content-Encoding", "").lower()
-    if encoding == "gzip" or request.query.get("gzip") == "1":
-        return gunzip_capped(body, limit)
-    if encoding not in ("", "identity"):
-        raise HttpError(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r} is not accepted; "
-                        "use gzip or none")
-    return body
+    """The body after its Content-Encoding (or `?gzip=1`, for beacons that cannot set headers)."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return gunzip_capped(body, limit) if request.query.get("gzip") == "1" else body
+    return decompress_capped(body, encoding, limit)
