@@ -20,6 +20,7 @@ from obsd.httperrors import error_middleware, json_response
 from obsd.ingest.accept import Acceptor
 from obsd.ingest.endpoint import EventsEndpoint
 from obsd.ingest.enrich import RowEncoder
+from obsd.ingest.gate import RequestGate
 from obsd.ingest.importer import Importer
 from obsd.ingest.sdk_routes import add_sdk_routes
 from obsd.ops.metrics import CONTENT_TYPE, Metrics
@@ -65,6 +66,7 @@ class Server:
         self.access: AdminAccess | None = None
         self.admin: AdminApi | None = None
         self.ingest: EventsEndpoint | None = None
+        self.gate: RequestGate | None = None
         self.port = 0
         self.tail = TailHub(self.metrics)
         self.acceptor = Acceptor(self.pipeline, self.metrics, self.tail)
@@ -83,7 +85,9 @@ class Server:
         assert token is not None
         access = self.access = AdminAccess(token, allow_remote=s.server.admin_allow_remote)
         self.admin = AdminApi(s, access)
-        self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors))
+        # One gate for every protocol: rate-limit buckets and proxy rules are shared, whatever the wire.
+        self.gate = RequestGate(s)
+        self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors), self.gate)
         self.importer = Importer(s, self.acceptor, self.metrics, access.check, self.visitors)
         app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
         app.router.add_post("/v1/events", self.ingest.post)
@@ -208,6 +212,8 @@ class Server:
         # Applied synchronously on the loop: each request sees either the old or the new keys.
         needs_restart = [k for k in ("data_dir", "server.listen", "clickhouse", "spool", "pipeline")
                          if _section(self.settings, k) != _section(new, k)]
+        if self.gate is not None:
+            self.gate.apply(new)
         if self.ingest is not None:
             self.ingest.apply(new)
         if self.importer is not None:

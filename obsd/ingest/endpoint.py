@@ -1,47 +1,41 @@
-"""POST /v1/events: size-capped read → gunzip → decode → key → origin → rate limit → rows → pipeline."""
+"""POST /v1/events: key → origin → rate limit → size-capped read → decode → rows → pipeline."""
 
 from __future__ import annotations
 
-import re
 import time
 
 from aiohttp import web
 
 from obsd.httperrors import HttpError, json_response
 from obsd.ingest.accept import Acceptor
-from obsd.ingest.body import decode_content, read_capped
 from obsd.ingest.cors import cors_headers
-from obsd.ingest.enrich import Client, RowEncoder
+from obsd.ingest.enrich import RowEncoder
+from obsd.ingest.gate import RequestGate
 from obsd.ingest.projects import Project, Projects
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
-from obsd.privacy.clientip import ClientIpResolver
-from obsd.privacy.ratelimit import TokenBucketLimiter
 from obsd.settings import Settings
 from obsd.store.rows import dead_letter
 
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
-_COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 class EventsEndpoint:
     """The ingestion endpoint and its per-request checks."""
 
-    def __init__(self, settings: Settings, acceptor: Acceptor, metrics: Metrics, encoder: RowEncoder) -> None:
+    def __init__(self, settings: Settings, acceptor: Acceptor, metrics: Metrics, encoder: RowEncoder,
+                 gate: RequestGate) -> None:
         self.acceptor = acceptor
         self.metrics = metrics
         self.encoder = encoder
+        self.gate = gate
         self.apply(settings)
 
     def apply(self, settings: Settings) -> None:
-        """Take new projects, keys and limits (on start and on reload)."""
+        """Take new projects, keys and limits (on start and on reload; the gate is applied by its owner)."""
         self.settings = settings
         self.projects = Projects(settings.projects)
-        self.ips = ClientIpResolver(settings.server.trusted_proxies)
         self.encoder.apply_limits(settings.limits)
-        rl = settings.rate_limit
-        self.project_limit = _bucket(rl.per_project_rps, rl.per_project_burst)
-        self.ip_limit = _bucket(rl.per_ip_rps, rl.per_ip_burst)
 
     def _project(self, request: web.Request) -> Project:
         key = request.headers.get("X-Obsd-Key") or request.query.get("key", "")
@@ -89,11 +83,10 @@ class EventsEndpoint:
         if ctype not in _ALLOWED_TYPES:
             raise HttpError(415, "unsupported_media_type",
                             f"Content-Type {ctype[:100]!r} is not accepted; send text/plain or application/json")
-        ip = self.ips.resolve(request.remote, request.headers.get("X-Forwarded-For"))
-        self._rate_limit(project.id, ip)
+        ip = self.gate.client_ip(request)
+        self.gate.rate_limit(project.id, ip)
         server = self.settings.server
-        body = await read_capped(request, server.max_body_bytes, "server.max_body_bytes")
-        body = decode_content(request, body, server.max_decompressed_bytes)
+        body = await self.gate.body(request)
         if not body:
             raise HttpError(400, "empty_body", "the body is empty; send a JSON envelope with events")
         try:
@@ -106,7 +99,7 @@ class EventsEndpoint:
         if n > server.max_events_per_batch:
             raise HttpError(413, "too_many_events", f"the batch has {n} events; the limit is "
                             f"{server.max_events_per_batch} (server.max_events_per_batch)")
-        client = Client(ip, request.headers.get("User-Agent", "")[:512], self._country(request))
+        client = self.gate.client(request, ip)
         now = time.time()
         try:
             enc = self.encoder.encode(project.id, decoded, client, now)
@@ -121,24 +114,3 @@ class EventsEndpoint:
         return json_response({"accepted": enc.accepted,
                               "rejected": [{"index": r.index, "reason": r.reason} for r in enc.rejected]},
                              status=202, headers=headers)
-
-    def _rate_limit(self, project_id: str, ip: str) -> None:
-        for limiter, key, what in ((self.project_limit, project_id, "project"), (self.ip_limit, ip, "client")):
-            if limiter is None:
-                continue
-            wait = limiter.take(key)
-            if wait > 0:
-                raise HttpError(429, "rate_limited", f"too many requests for this {what}; retry after "
-                                f"{max(1, round(wait))} s", retry_after=max(1, round(wait + 0.499)))
-
-    def _country(self, request: web.Request) -> str:
-        header = self.settings.privacy.country_header
-        if not header:
-            return ""
-        value = request.headers.get(header, "").upper()
-        return value if _COUNTRY.fullmatch(value) else ""
-
-
-def _bucket(rps: float, burst: float) -> TokenBucketLimiter | None:
-    """A token bucket, or None when its rate is 0 (off); a burst below one request is raised to one."""
-    return TokenBucketLimiter(rps, max(1.0, burst or rps)) if rps > 0 else None
