@@ -20,7 +20,7 @@ class Acceptor:
         self.metrics = metrics
         self.tail = tail
 
-    async def accept(self, rows: bytes, events: int) -> None:
+    async def accept(self, rows: bytes, events: int, protocol: str = "obsd") -> None:
         """Make rows durable (or buffered, in memory mode); raise a 503 HttpError when that cannot be promised."""
         try:
             await self.pipeline.submit(rows, events)
@@ -29,15 +29,18 @@ class Acceptor:
             raise HttpError(503, exc.reason, str(exc), retry_after=exc.retry_after) from exc
         self.metrics.accepted.inc(events)
         self.metrics.accepted_bytes.inc(len(rows))
+        self.metrics.protocol_accepted.labels(protocol=protocol).inc(events)
         self.tail.publish(rows)
 
-    def refused(self, exc: HttpError) -> None:
-        """Count a request refused whole, by status and reason."""
+    def refused(self, exc: HttpError, protocol: str = "obsd") -> None:
+        """Count a request refused whole, by status and reason (and by the protocol it spoke)."""
         self.metrics.refused.labels(status=str(exc.status), reason=exc.code).inc()
+        self.metrics.protocol_refused.labels(protocol=protocol, reason=exc.code).inc()
 
-    def reject(self, codes: Iterable[str], letters: list[DeadLetter]) -> None:
+    def reject(self, codes: Iterable[str], letters: list[DeadLetter], protocol: str = "obsd") -> None:
         """Count events refused one by one, by reason, and keep them for obsd.events_rejected."""
         for code in codes:
             self.metrics.rejected.labels(reason=code).inc()
+            self.metrics.protocol_rejected.labels(protocol=protocol, reason=code).inc()
         if letters:
             self.pipeline.reject(letters)

@@ -175,14 +175,7 @@ class WireDecoder:
         self.reject_duplicate_keys = limits.reject_duplicate_keys
 
     def _check_duplicate_keys(self, body: bytes) -> None:
-        # msgspec keeps the last of repeated keys silently; a body that says two things is refused.
-        try:
-            json.loads(body, object_pairs_hook=_unique_pairs)
-        except _DuplicateKey as exc:
-            raise WireError("duplicate_key", f"the body repeats the key {exc.args[0][:100]!r} inside one "
-                            "object; each key may appear once") from exc
-        except ValueError as exc:
-            raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
+        check_duplicate_keys(body)
 
     def decode(self, body: bytes) -> Decoded:
         """One msgspec call when all is well; per-event decoding only to locate bad events."""
@@ -215,6 +208,18 @@ class WireDecoder:
         fields = {f: getattr(loose, f) for f in _EnvelopeFields.__struct_fields__}
         env = Envelope(events=events, **fields)
         return Decoded(env, indexes, rejected)
+
+
+def check_duplicate_keys(body: bytes) -> None:
+    """Refuse JSON that repeats a key inside one object (limits.reject_duplicate_keys), for every protocol."""
+    # msgspec keeps the last of repeated keys silently; a body that says two things is refused.
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        raise WireError("duplicate_key", f"the body repeats the key {exc.args[0][:100]!r} inside one "
+                        "object; each key may appear once") from exc
+    except ValueError as exc:
+        raise WireError("invalid_json", f"the body is not valid JSON: {exc}") from exc
 
 
 def _malformed_is_400(decode: Callable[[Any], T], data: Any) -> T:
