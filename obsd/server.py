@@ -24,6 +24,7 @@ from obsd.ingest.gate import RequestGate
 from obsd.ingest.importer import Importer
 from obsd.ingest.plausible import PlausibleEndpoint
 from obsd.ingest.sdk_routes import add_sdk_routes
+from obsd.ingest.sentry import SentryEndpoint
 from obsd.ops.metrics import CONTENT_TYPE, Metrics
 from obsd.ops.systemd import Notifier, loop_lag_probe, watchdog
 from obsd.ops.tail import TailEndpoint, TailHub
@@ -69,6 +70,7 @@ class Server:
         self.ingest: EventsEndpoint | None = None
         self.gate: RequestGate | None = None
         self.plausible: PlausibleEndpoint | None = None
+        self.sentry: SentryEndpoint | None = None
         self.port = 0
         self.tail = TailHub(self.metrics)
         self.acceptor = Acceptor(self.pipeline, self.metrics, self.tail)
@@ -92,10 +94,12 @@ class Server:
         self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors), self.gate)
         self.importer = Importer(s, self.acceptor, self.metrics, access.check, self.visitors)
         self.plausible = PlausibleEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors), self.gate)
+        self.sentry = SentryEndpoint(s, self.acceptor, self.metrics, RowEncoder(s, self.visitors), self.gate)
         app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
         app.router.add_post("/v1/events", self.ingest.post)
         app.router.add_route("OPTIONS", "/v1/events", self.ingest.preflight)
         self.plausible.routes(app)
+        self.sentry.routes(app)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.metrics_endpoint)
@@ -222,8 +226,9 @@ class Server:
             self.ingest.apply(new)
         if self.importer is not None:
             self.importer.apply(new)
-        if self.plausible is not None:
-            self.plausible.apply(new)
+        for adapter in (self.plausible, self.sentry):
+            if adapter is not None:
+                adapter.apply(new)
         self.settings = new
         self.metrics.reloads.labels(result="ok").inc()
         log.info("config.reloaded", source=new.source, projects=[p.id for p in new.projects],

@@ -11,6 +11,9 @@ from typing import Final, Literal, get_args
 
 EventType = Literal["pageview", "click", "scroll", "error", "web_vital", "custom"]
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+# Rows only protocol adapters write, never accepted on /v1/events: a Sentry session update (release health).
+SESSION_TYPE: Final = "session"
+SESSION_STATUSES: Final = ("ok", "exited", "errored", "unhandled", "crashed", "abnormal")
 VITALS: Final = ("LCP", "INP", "CLS", "FCP", "TTFB")
 # Google's published Web Vitals thresholds: value <= good is "good", value > poor is "poor". FID is
 # no longer sent by the SDK but is still rated when old data has it.
