@@ -27,7 +27,9 @@ from obsd.store.rows import dead_letter
 
 PROTOCOL = "plausible"
 ROUTE = "/api/event"
-_ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
+# The tracker sends text/plain; Plausible's server reads any body as JSON, so curl's default form type is
+# taken too. Types that cannot be a JSON body (multipart, images, …) are refused with the reason.
+_ALLOWED_TYPES = frozenset({"", "text/plain", "application/json", "application/x-www-form-urlencoded"})
 
 
 class PlausibleEndpoint:

@@ -38,7 +38,9 @@ MAX_EVENT_ITEM_BYTES = 1024 * 1024  # Relay's limit for one event
 EXPOSE = "X-Sentry-Rate-Limits, X-Sentry-Error, Retry-After"
 ALLOW_HEADERS = ("X-Sentry-Auth, X-Requested-With, Origin, Referer, Accept, Content-Type, Authentication, "
                  "Authorization, Content-Encoding")
-_TYPES = frozenset({"", "text/plain", "application/x-sentry-envelope", "application/octet-stream", "application/json"})
+# What SDKs send, and what Relay also takes (curl's default form type, whose body is still the envelope).
+_TYPES = frozenset({"", "text/plain", "application/x-sentry-envelope", "application/octet-stream", "application/json",
+                    "application/x-www-form-urlencoded"})
 # Item types Sentry defines; others are counted as "other" so a sender cannot grow the metric's labels.
 KNOWN_ITEMS = frozenset({"event", "transaction", "security", "attachment", "form_data", "raw_security", "nel",
                          "unreal_report", "user_report", "feedback", "session", "sessions", "statsd", "metric_buckets",
