@@ -332,6 +332,10 @@ def _compat_ids(s: Settings) -> None:
                 raise ConfigError(f"projects[{i}].domains for {p.id!r}: {domain!r} is already a domain of project "
                                   f"{domains[domain]!r}; a domain names one project")
         if p.sentry_id:
+            if not re.fullmatch(r"\w+", p.write_key, re.ASCII):
+                raise ConfigError(f"projects[{i}].write_key for {p.id!r}: with sentry_id set, the write key is the "
+                                  "public key of a Sentry DSN, and Sentry's browser SDK takes only letters, digits "
+                                  "and '_' there; choose a key without '-' or other signs")
             if not 0 < p.sentry_id <= SENTRY_ID_MAX:
                 raise ConfigError(f"projects[{i}].sentry_id for {p.id!r} = {p.sentry_id}: use a positive integer "
                                   "(the number at the end of the Sentry DSN), or leave it out")

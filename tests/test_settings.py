@@ -75,6 +75,7 @@ def test_config_found_through_obsd_config(tmp_path: Path, monkeypatch: pytest.Mo
     ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nsentry_id = "42"\n', "projects[0].sentry_id"),
     ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nsentry_id = 42\n[[projects]]\nid = "b"\n'
      'write_key = "87654321"\nsentry_id = 42\n', "already the sentry_id of project 'a'"),
+    ('[[projects]]\nid = "a"\nwrite_key = "key-with-dash"\nsentry_id = 42\n', "letters, digits and '_'"),
 ])
 def test_wrong_values_name_the_key_and_the_fix(tmp_path: Path, toml: str, needle: str) -> None:
     """A wrong value stops loading with a message naming the key."""

@@ -305,9 +305,10 @@ def test_a_stuck_viewer_does_not_hold_up_shutdown(fresh_daemon: Daemon) -> None:
 
 def test_cli_tail_shows_and_filters_by_protocol_release_and_environment(tmp_path: Path) -> None:
     """Plausible and Sentry events stream like obsd's; lines name the protocol and the release."""
-    from tests.harness import WRITE_KEY, http
+    from tests.harness import http
 
-    projects = [{"id": "demo", "write_key": WRITE_KEY, "allowed_origins": ["*"], "domains": ["shop.example"],
+    key = "tail_sentry_key"  # a Sentry DSN's key: letters, digits and _
+    projects = [{"id": "demo", "write_key": key, "allowed_origins": ["*"], "domains": ["shop.example"],
                  "sentry_id": 42}]
     with Daemon(tmp_path, sections={"pipeline": {"batch_interval_ms": 50}}, projects=projects) as d:
         cmd = [sys.executable, "-m", "obsd.cli", "tail", "--config", str(d.config), "--limit", "1"]
@@ -317,12 +318,12 @@ def test_cli_tail_shows_and_filters_by_protocol_release_and_environment(tmp_path
                               ["--protocol", "plausible"], ["--protocol", "sentry"])]
         try:
             _wait_viewers(d, 3)
-            d.post(envelope([event("error", message="from obsd")], release="shop@2", environment="prod"))
+            d.post(envelope([event("error", message="from obsd")], release="shop@2", environment="prod"), key=key)
             for release, env_name, message in (("shop@1", "prod", "old release"), ("shop@2", "prod", "the one")):
                 body = (b'{}\n{"type":"event"}\n' + json.dumps({
                     "message": message, "platform": "javascript", "release": release, "environment": env_name,
                     "timestamp": time.time()}).encode())
-                assert http("POST", f"{d.base}/api/42/envelope/?sentry_key={WRITE_KEY}", body).status == 200
+                assert http("POST", f"{d.base}/api/42/envelope/?sentry_key={key}", body).status == 200
             assert http("POST", f"{d.base}/api/event", json.dumps({"n": "pageview", "u": "https://shop.example/p",
                                                                    "d": "shop.example"}).encode()).status == 202
             outs = [p.communicate(timeout=30)[0].decode() for p in procs]
