@@ -16,7 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -33,8 +33,13 @@ CLOCK_DRIFT_S = 55 * 60  # Relay corrects an event's time only when the sender's
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class SentryEvent(msgspec.Struct):
-    """The parts of a Sentry event obsd reads; everything else (user, breadcrumbs, …) is never decoded."""
+    """The parts of a Sentry event obsd reads; everything else (user, breadcrumbs, …) is never decoded.
+
+    request, contexts and sdk stay raw bytes until the few fields obsd wants are read from them."""
 
     event_id: Any = None
     timestamp: Any = None
@@ -47,12 +52,42 @@ class SentryEvent(msgspec.Struct):
     logentry: Any = None
     exception: Any = None
     tags: Any = None
-    request: Any = None
-    contexts: Any = None
-    sdk: Any = None
+    request: msgspec.Raw = _NULL
+    contexts: msgspec.Raw = _NULL
+    sdk: msgspec.Raw = _NULL
+
+
+class _Request(msgspec.Struct):
+    url: Any = None
+    headers: Any = None  # an object, or [name, value] pairs; only User-Agent is read
+
+
+class _Trace(msgspec.Struct):
+    trace_id: Any = None
+
+
+class _Contexts(msgspec.Struct):
+    trace: _Trace | None = None
+
+
+class _Sdk(msgspec.Struct):
+    name: Any = None
+    version: Any = None
 
 
 _decode_event = msgspec.json.Decoder(SentryEvent)
+_decode_request = msgspec.json.Decoder(_Request | None)
+_decode_contexts = msgspec.json.Decoder(_Contexts | None)
+_decode_sdk = msgspec.json.Decoder(_Sdk | None)
+T = TypeVar("T")
+
+
+def _part(decoder: msgspec.json.Decoder[T | None], raw: msgspec.Raw) -> T | None:
+    """A sub-object decoded into the few fields obsd reads; None when it is absent or not that shape."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +227,11 @@ def read_event(payload: bytes, *, now: float, sent_at: float | None, request_ua:
     if limits.reject_duplicate_keys:
         check_duplicate_keys(payload)
     platform = _str(ev.platform) or "other"
-    request = _dict(ev.request)
-    headers = request.get("headers")
-    event_ua = _str(_dict(headers).get("User-Agent")) if isinstance(headers, dict) else ""
+    request = _part(_decode_request, ev.request) or _Request()
+    headers = request.headers
+    if isinstance(headers, list):
+        headers = {h[0]: h[1] for h in headers if isinstance(h, list) and len(h) == 2 and isinstance(h[0], str)}
+    event_ua = _str(headers.get("User-Agent")) if isinstance(headers, dict) else ""
     server_side = platform != "javascript" or request_ua.startswith("sentry")
     engine = V8 if server_side else engine_for(request_ua or event_ua)
     values = [v for v in (_dict(ev.exception).get("values") or []) if isinstance(v, dict)]
@@ -234,14 +271,16 @@ def read_event(payload: bytes, *, now: float, sent_at: float | None, request_ua:
     event_id = _str(ev.event_id).replace("-", "").lower()
     if not _HEX32.fullmatch(event_id):
         event_id = uuid.uuid4().hex
-    url = _str(request.get("url"))[: limits.max_string_length] or None
+    url = _str(request.url)[: limits.max_string_length] or None
     event = Event(id=str(uuid.UUID(event_id)), type="error", ts=ts * 1000, url=url, message=message,
                   stack=stack or None, source=source[: limits.max_string_length] or None,
                   line=_int(top.get("lineno")), col=_int(top.get("colno")), props=props)
-    sdk = _dict(ev.sdk) or _dict(header_sdk)
-    trace_id = _str(_dict(_dict(ev.contexts).get("trace")).get("trace_id"))
+    fallback = _dict(header_sdk)
+    sdk = _part(_decode_sdk, ev.sdk) or _Sdk(fallback.get("name"), fallback.get("version"))
+    contexts = _part(_decode_contexts, ev.contexts)
+    trace_id = _str(contexts.trace.trace_id) if contexts and contexts.trace else ""
     return SentryError(event, event_id, _str(ev.release) or None, _str(ev.environment) or None,
-                       Sdk(_str(sdk.get("name")) or None, _str(sdk.get("version")) or None),
+                       Sdk(_str(sdk.name) or None, _str(sdk.version) or None),
                        trace_id if trace_id and is_session_id(trace_id) else None,
                        event_ua or None, server_side)
 

@@ -21,7 +21,7 @@ KEY = CAPTURED_KEY
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 PROJECTS = [{"id": "shop", "write_key": KEY, "allowed_origins": [CAPTURED_ORIGIN, "http://compat.test:8787"],
              "sentry_id": 42},
-            {"id": "other", "write_key": "other-write-key", "sentry_id": 7},
+            {"id": "other", "write_key": "other_write_key", "sentry_id": 7},
             {"id": "plain", "write_key": "plain-write-key"}]
 
 
@@ -166,7 +166,7 @@ def test_the_envelope_header_dsn_authenticates_and_must_agree(daemon: Daemon) ->
     stored(daemon, "corpus via dsn")
     wrong = json.dumps({"dsn": f"https://{KEY}@obsd.example/41"}).encode() + item
     assert post(daemon, wrong, query="").json()["error"] == "wrong_project"
-    mismatch = json.dumps({"dsn": "https://other-write-key@obsd.example/42"}).encode() + item
+    mismatch = json.dumps({"dsn": "https://other_write_key@obsd.example/42"}).encode() + item
     assert post(daemon, mismatch).json()["error"] == "auth_mismatch"
 
 
@@ -223,7 +223,7 @@ def test_privacy_user_and_ip_never_reach_the_store(daemon: Daemon) -> None:
 def test_rate_limits_answer_429_with_sentry_headers(tmp_path: Path) -> None:
     """The shared per-IP bucket refuses with Retry-After and X-Sentry-Rate-Limits, which SDKs honour."""
     with Daemon(tmp_path, sections={"rate_limit": {"per_ip_rps": 0.5}}, projects=PROJECTS) as d:
-        assert d.post(envelope([event()]), key="other-write-key").status == 202  # /v1/events takes the one token
+        assert d.post(envelope([event()]), key="other_write_key").status == 202  # /v1/events takes the one token
         r = post(d, error_envelope("corpus limited"), headers={"Origin": CAPTURED_ORIGIN})
         assert (r.status, r.json()["error"]) == (429, "rate_limited")
         wait = int(r.headers["Retry-After"])
@@ -239,7 +239,7 @@ def test_backpressure_answers_429_so_sdks_back_off(tmp_path: Path) -> None:
                                     "pipeline": {"batch_interval_ms": 20}},
                 projects=PROJECTS, env={"OBSD_FAULT_FILE": str(fault)}) as d:
         for _ in range(400):
-            if d.post(envelope([event() for _ in range(100)]), key="other-write-key").status == 503:
+            if d.post(envelope([event() for _ in range(100)]), key="other_write_key").status == 503:
                 break
         else:
             pytest.fail("the spool never filled")

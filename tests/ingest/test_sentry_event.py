@@ -155,3 +155,7 @@ def test_odd_but_valid_events_still_make_a_row() -> None:
     assert len(_read({"event_id": "nope"}).event_id) == 32
     assert _read({"logentry": {"message": "a %s", "formatted": "a b"}}).event.message == "a b"
     assert _read({"message": {"formatted": "hi"}}).event.message == "hi"
+    odd = _read({"message": "m", "contexts": "x", "sdk": [1], "request": {"url": 5, "headers": [["User-Agent", "u"]]}},
+                header_sdk={"name": "from.header", "version": "1", "extra": True})
+    assert (odd.event.message, odd.session_id, odd.sdk.name, odd.event.url, odd.user_agent) == (
+        "m", None, "from.header", None, "u")
