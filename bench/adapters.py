@@ -10,7 +10,7 @@ Two measurements, both with requests captured from the real clients (tests/inges
    latency, and the daemon's CPU time per event (HTTP, adapter, spool, writer and the embedded
    ClickHouse insert together).
 
-Run: .venv/bin/python bench/adapters.py [--seconds 8] [--concurrency 16]
+Run: .venv/bin/python bench/adapters.py [--seconds 12] [--concurrency 16]   (about 2 minutes)
 Report the ratios against /v1/events of the same run; the machine is shared and noisy.
 """
 
@@ -60,14 +60,21 @@ SENTRY_BROWSER = _captured("025-sentry_envelope-event")
 SENTRY_PYTHON = _captured("036-sentry_envelope-event")
 
 
-def cpu_per_event(label: str, fn: Callable[[], int], seconds: float = 2.0) -> dict[str, Any]:
-    """CPU microseconds per event of `fn` (which returns how many events it made), over about `seconds`."""
-    fn()  # warm caches (UA parser, URL scrubber) as a running daemon has them
-    events = 0
-    started = time.process_time()
-    while time.process_time() - started < seconds:
-        events += fn()
-    return {"path": label, "us_per_event": (time.process_time() - started) / events * 1e6, "events": events}
+def cpu_per_event(paths: dict[str, Callable[[], int]], seconds: float, rounds: int) -> list[dict[str, Any]]:
+    """CPU microseconds per event of each path (a function returning how many events it made).
+
+    The paths take turns in `rounds` short slices, so a noisy neighbour slows them all alike."""
+    spent = dict.fromkeys(paths, 0.0)
+    events = dict.fromkeys(paths, 0)
+    for fn in paths.values():
+        fn()  # warm caches (UA parser, URL scrubber) as a running daemon has them
+    for r in range(rounds):
+        for label in list(paths)[r % len(paths):] + list(paths)[:r % len(paths)]:
+            started = time.process_time()
+            while time.process_time() - started < seconds / rounds:
+                events[label] += paths[label]()
+            spent[label] += time.process_time() - started
+    return [{"path": p, "us_per_event": spent[p] / events[p] * 1e6, "events": events[p]} for p in paths]
 
 
 def in_process(seconds: float) -> list[dict[str, Any]]:
@@ -103,12 +110,13 @@ def in_process(seconds: float) -> list[dict[str, Any]]:
             return n
         return run
 
-    return [cpu_per_event("/v1/events, 1 event per request", obsd(one), seconds),
-            cpu_per_event("/v1/events, 100 events per request", obsd(hundred), seconds),
-            cpu_per_event("Plausible /api/event (pageview)", plausible, seconds),
-            cpu_per_event("Sentry envelope, browser error", sentry(SENTRY_BROWSER.body, None, client, CHROME), seconds),
-            cpu_per_event("Sentry envelope, Python error (br)",
-                          sentry(SENTRY_PYTHON.body, "br", server, "sentry.python/2.75.0"), seconds)]
+    return cpu_per_event({
+        "/v1/events, 1 event per request": obsd(one),
+        "/v1/events, 100 events per request": obsd(hundred),
+        "Plausible /api/event (pageview)": plausible,
+        "Sentry envelope, browser error": sentry(SENTRY_BROWSER.body, None, client, CHROME),
+        "Sentry envelope, Python error (br)": sentry(SENTRY_PYTHON.body, "br", server, "sentry.python/2.75.0"),
+    }, seconds, rounds=6)
 
 
 ROUTES: dict[str, tuple[str, bytes, dict[str, str]]] = {}
@@ -146,9 +154,7 @@ async def _load(url: str, body: bytes, headers: dict[str, str], seconds: float, 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
         await asyncio.gather(*(worker(s) for _ in range(concurrency)))
     elapsed = time.monotonic() - started
-    latencies.sort()
-    return {"requests": len(latencies), "seconds": elapsed, "statuses": statuses,
-            "p50_ms": latencies[len(latencies) // 2] * 1000, "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000}
+    return {"seconds": elapsed, "statuses": statuses, "latencies_ms": [round(x * 1000, 3) for x in latencies]}
 
 
 def _cpu_s(pid: int) -> float:
@@ -156,9 +162,14 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def through_daemon(seconds: float, concurrency: int) -> list[dict[str, Any]]:
-    """Each route in turn against one daemon, loaded from another process; daemon CPU per event."""
-    results = []
+def through_daemon(seconds: float, concurrency: int, rounds: int = 3) -> list[dict[str, Any]]:
+    """Every route against one daemon, loaded from another process; daemon CPU per event.
+
+    The routes take turns in `rounds` slices of seconds / rounds each (the order rotating), so load
+    from elsewhere on the machine falls on all of them alike."""
+    routes = _routes()
+    acc: dict[str, dict[str, Any]] = {k: {"ok": 0, "seconds": 0.0, "cpu": 0.0, "lat": [], "statuses": {}}
+                                      for k in routes}
     with tempfile.TemporaryDirectory() as tmp:
         d = Daemon(Path(tmp), top={"log_level": "warning"},
                    projects=[{"id": "shop", "write_key": CAPTURED_KEY, "sentry_id": 42,
@@ -166,26 +177,37 @@ def through_daemon(seconds: float, concurrency: int) -> list[dict[str, Any]]:
         d.start()
         assert d.proc is not None
         try:
-            for label, (path, body, headers) in _routes().items():
-                args = json.dumps({"url": d.base + path, "body": body.hex(), "headers": headers,
-                                   "seconds": seconds, "concurrency": concurrency})
-                cpu0 = _cpu_s(d.proc.pid)
-                out = subprocess.run([sys.executable, __file__, "--client", args], capture_output=True, text=True,
-                                     timeout=seconds + 60, check=True).stdout
-                cpu = _cpu_s(d.proc.pid) - cpu0
-                r = json.loads(out)
-                ok = sum(n for s, n in r["statuses"].items() if s.startswith("2"))
-                results.append({"path": label, "rps": ok / r["seconds"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
-                                "daemon_cpu_us_per_event": cpu / max(ok, 1) * 1e6, "statuses": r["statuses"]})
-                time.sleep(1.0)  # let the writer catch up before the next route
+            for r in range(rounds):
+                order = list(routes)[r % len(routes):] + list(routes)[:r % len(routes)]
+                for label in order:
+                    path, body, headers = routes[label]
+                    args = json.dumps({"url": d.base + path, "body": body.hex(), "headers": headers,
+                                       "seconds": seconds / rounds, "concurrency": concurrency})
+                    time.sleep(0.5)  # let the writer catch up with the previous slice
+                    cpu0 = _cpu_s(d.proc.pid)
+                    out = subprocess.run([sys.executable, __file__, "--client", args], capture_output=True,
+                                         text=True, timeout=seconds + 60, check=True).stdout
+                    a, res = acc[label], json.loads(out)
+                    a["cpu"] += _cpu_s(d.proc.pid) - cpu0
+                    a["ok"] += sum(n for s, n in res["statuses"].items() if s.startswith("2"))
+                    a["seconds"] += res["seconds"]
+                    a["lat"] += res["latencies_ms"]
+                    for s, n in res["statuses"].items():
+                        a["statuses"][s] = a["statuses"].get(s, 0) + n
         finally:
             d.stop()
+    results = []
+    for label, a in acc.items():
+        lat = sorted(a["lat"]) or [0.0]
+        results.append({"path": label, "rps": a["ok"] / a["seconds"], "p50_ms": lat[len(lat) // 2],
+                        "p99_ms": lat[int(len(lat) * 0.99)], "statuses": a["statuses"],
+                        "daemon_cpu_us_per_event": a["cpu"] / max(a["ok"], 1) * 1e6})
     return results
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--seconds", type=float, default=12.0, help="load per route, split into 3 rounds")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--client", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -195,7 +217,7 @@ def main() -> None:
                                            c["concurrency"]))))
         return
     console.print("[bold]in-process CPU per event[/] …")
-    cpu = in_process(min(args.seconds / 2, 3.0))
+    cpu = in_process(min(args.seconds, 6.0))
     base = cpu[0]["us_per_event"]
     t = Table(title="Python work per event (decode, translate, validate, enrich, encode), no HTTP")
     for col in ("path", "µs/event", "÷ /v1/events (1 event)"):
