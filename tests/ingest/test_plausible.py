@@ -139,3 +139,28 @@ def test_bots_dropped_by_config_answer_202_with_plausibles_dropped_header(tmp_pa
         assert r.status == 429 and int(r.headers["Retry-After"]) >= 1  # the same per-IP bucket as /v1/events
         assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
         assert int(d.scalar("SELECT count() FROM obsd.events")) == 0
+
+
+def test_reload_takes_new_domains_and_sentry_ids(tmp_path: Path) -> None:
+    """SIGHUP with a new domain and a sentry_id: both protocols take them without a restart."""
+    import signal
+    import time
+
+    from tests.harness import write_config
+
+    before = [{"id": "shop", "write_key": "shop_write_key", "allowed_origins": ["*"], "domains": ["a.example"]}]
+    after = [dict(before[0], domains=["a.example", "b.example"], sentry_id=9)]
+    with Daemon(tmp_path, projects=before) as d:
+        doc = {"n": "pageview", "u": "https://b.example/", "d": "b.example"}
+        envelope = b'{}\n{"type":"event"}\n{"message":"after reload","platform":"javascript"}'
+        sentry = f"{d.base}/api/9/envelope/?sentry_key=shop_write_key"
+        assert send(d, doc, origin=None).status == 400
+        assert http("POST", sentry, envelope).status == 403
+        write_config(d.config, d.data_dir, d.port, projects=after)
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while send(d, doc, origin=None).status != 202 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert send(d, doc, origin=None).status == 202
+        assert http("POST", sentry, envelope).status == 200
