@@ -54,9 +54,11 @@ class RequestGate:
         ua = request.headers.get("User-Agent", "") if user_agent is None else user_agent
         return Client(ip, ua[:512], self.country(request), server_side=server_side)
 
-    def rate_limit(self, project_id: str, ip: str) -> None:
-        """Take one request from the project's and the client's bucket; raise RateLimited when one is empty."""
-        for limiter, key, scope in ((self.project_limit, project_id, "project"), (self.ip_limit, ip, "client")):
+    def rate_limit(self, project_id: str, ip: str, *, client: bool = True) -> None:
+        """Take one request from the project's and (unless `client` is false: a request already counted for
+        another project) the client's bucket; raise RateLimited when one is empty."""
+        for limiter, key, scope in ((self.project_limit, project_id, "project"),
+                                    (self.ip_limit if client else None, ip, "client")):
             if limiter is None:
                 continue
             wait = limiter.take(key)

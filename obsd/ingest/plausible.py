@@ -97,8 +97,8 @@ class PlausibleEndpoint:
         if origin:
             headers.update(cors_headers(origin))
         ip = self.gate.client_ip(request)
-        for p in allowed:
-            self.gate.rate_limit(p.id, ip)
+        for i, p in enumerate(allowed):  # each site's bucket; the client's once per request
+            self.gate.rate_limit(p.id, ip, client=i == 0)
         client = self.gate.client(request, ip)
         rows, dropped = self._encode(allowed, event, client, now)
         if rows:

@@ -223,13 +223,14 @@ class SentryEndpoint:
                              limits=self.settings.limits, header_sdk={"name": sdk.name, "version": sdk.version})
             env = Envelope(events=[err.event], sdk=err.sdk, session_id=err.session_id, release=err.release,
                            environment=err.environment)
-            client = browser
             if err.server_side:
-                client = Client(browser.ip, (err.user_agent or "")[:512], browser.country, server_side=True)
-            return Decoded(env, None, []), client
+                return Decoded(env, None, []), Client(browser.ip, (err.user_agent or "")[:512], browser.country,
+                                                      server_side=True)
+            return Decoded(env, None, []), _seen_by(browser, err.user_agent)
         if kind in ("session", "sessions"):
-            env = (read_session if kind == "session" else read_sessions)(item.payload, now, sdk)
-            return (Decoded(env, None, []) if env.events else None), client_for
+            env, ua = (read_session if kind == "session" else read_sessions)(item.payload, now, sdk)
+            client = client_for if client_for.server_side else _seen_by(browser, ua)
+            return (Decoded(env, None, []) if env.events else None), client
         if kind == "client_report":
             for reason, category, n in read_client_report(item.payload):
                 self.metrics.sentry_discarded.labels(reason=reason, category=category).inc(n)
@@ -237,6 +238,14 @@ class SentryEndpoint:
             return None, client_for
         self.metrics.sentry_items.labels(type=kind, outcome="skipped").inc()
         return None, client_for
+
+
+def _seen_by(browser: Client, user_agent: str | None) -> Client:
+    """The browser as the SDK itself saw it: behind a Sentry `tunnel` the request's User-Agent is the
+    tunnel server's, while the event (request.headers) and the session (attrs) carry the browser's."""
+    if not user_agent or user_agent == browser.user_agent:
+        return browser
+    return Client(browser.ip, user_agent[:512], browser.country)
 
 
 def _store_body(body: bytes, settings: Settings) -> bytes:

@@ -5,7 +5,8 @@ ts = when the session started (so every update of a session falls in the same ho
 `{"init": true}` on its first update. A `sessions` item (pre-aggregated by server SDKs) becomes one
 row per bucket and status with the count as value and no session id. The release_sessions_hourly
 rollup (migrations/0007) counts both the way Sentry's Relay does. `did` (the user) and the
-attributes `ip_address` and `user_agent` are never read.
+attribute `ip_address` are never read; the attribute `user_agent` (the browser's) is only parsed into
+browser, OS, device and the bot flag, like a User-Agent header.
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def _object(payload: bytes, what: str) -> dict[str, Any]:
     return doc
 
 
-def _attrs(doc: dict[str, Any], what: str) -> tuple[str, str | None]:
+def _attrs(doc: dict[str, Any], what: str) -> tuple[str, str | None, str | None]:
+    """release (required, as in Relay), environment and user agent of a session item."""
     attrs = doc.get("attrs")
-    release, env = (attrs.get("release"), attrs.get("environment")) if isinstance(attrs, dict) else (None, None)
+    if not isinstance(attrs, dict):
+        attrs = {}
+    release, env, ua = attrs.get("release"), attrs.get("environment"), attrs.get("user_agent")
     if not isinstance(release, str) or not release:
         raise WireError("session_without_release", f"a {what} item has no attrs.release; Sentry needs one to count "
                         "sessions per release")
-    return release, env if isinstance(env, str) and env else None
+    return release, env if isinstance(env, str) and env else None, ua if isinstance(ua, str) and ua else None
 
 
 def _status(v: Any) -> str:
@@ -55,10 +59,10 @@ def _status(v: Any) -> str:
     return v.lower()[:32] if isinstance(v, str) and v else SESSION_STATUSES[0]
 
 
-def read_session(payload: bytes, now: float, sdk: Sdk) -> Envelope:
-    """One session update as one `session` row for its release and environment."""
+def read_session(payload: bytes, now: float, sdk: Sdk) -> tuple[Envelope, str | None]:
+    """One session update as one `session` row for its release and environment, and its user agent."""
     doc = _object(payload, "session")
-    release, env = _attrs(doc, "session")
+    release, env, ua = _attrs(doc, "session")
     sid = doc.get("sid")
     try:
         session_id = uuid.UUID(sid).hex if isinstance(sid, str) else ""
@@ -71,13 +75,13 @@ def read_session(payload: bytes, now: float, sdk: Sdk) -> Envelope:
     value = float(errors) if isinstance(errors, int) and not isinstance(errors, bool) and errors > 0 else 0.0
     event = Event(id=str(uuid.uuid4()), type=SESSION_TYPE, ts=started * 1000, name=_status(doc.get("status")),
                   value=value, props={"init": True} if doc.get("init") is True else None)
-    return Envelope(events=[event], session_id=session_id, release=release, environment=env, sdk=sdk)
+    return Envelope(events=[event], session_id=session_id, release=release, environment=env, sdk=sdk), ua
 
 
-def read_sessions(payload: bytes, now: float, sdk: Sdk) -> Envelope:
+def read_sessions(payload: bytes, now: float, sdk: Sdk) -> tuple[Envelope, str | None]:
     """Pre-aggregated sessions: one row per bucket and status, the count as value, no session id."""
     doc = _object(payload, "sessions")
-    release, env = _attrs(doc, "sessions")
+    release, env, ua = _attrs(doc, "sessions")
     buckets = doc.get("aggregates")
     if not isinstance(buckets, list):
         raise WireError("invalid_sessions", "a sessions item has no aggregates list")
@@ -91,7 +95,7 @@ def read_sessions(payload: bytes, now: float, sdk: Sdk) -> Envelope:
             if isinstance(n, int) and not isinstance(n, bool) and n > 0:
                 events.append(Event(id=str(uuid.uuid4()), type=SESSION_TYPE, ts=started * 1000, name=status,
                                     value=float(n)))
-    return Envelope(events=events, release=release, environment=env, sdk=sdk)
+    return Envelope(events=events, release=release, environment=env, sdk=sdk), ua
 
 
 def read_client_report(payload: bytes) -> list[tuple[str, str, int]]:

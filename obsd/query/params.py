@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from obsd.errors import QueryError
-from obsd.vocabulary import EVENT_TYPES, PROJECT_ID_RULE, is_project_id
+from obsd.vocabulary import EVENT_TYPES, PROJECT_ID_RULE, SESSION_TYPE, is_project_id
 
 PARAMS = frozenset({"project", "since", "until", "bucket", "limit", "path", "type", "by", "release", "environment"})
 MAX_HOUR_BUCKETS = 24 * 92
@@ -135,8 +135,8 @@ def parse_params(raw: Mapping[str, str], *, default_project: str | None = None,
     if path is not None and (len(path) > 2048 or not path.startswith("/")):
         raise ReportError("path must start with / and be at most 2048 characters")
     type_ = raw.get("type") or None
-    if type_ is not None and type_ not in EVENT_TYPES:
-        raise ReportError(f"type={type_!r}: use one of {', '.join(EVENT_TYPES)}")
+    if type_ is not None and type_ not in (*EVENT_TYPES, SESSION_TYPE):
+        raise ReportError(f"type={type_!r}: use one of {', '.join((*EVENT_TYPES, SESSION_TYPE))}")
     by = raw.get("by") or "metric"
     if by not in ("metric", "path", "device"):
         raise ReportError(f"by={by!r}: use metric, path or device")

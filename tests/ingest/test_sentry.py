@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -248,3 +249,19 @@ def test_backpressure_answers_429_so_sdks_back_off(tmp_path: Path) -> None:
         wait = int(r.headers["Retry-After"])
         assert wait >= 1 and r.headers["X-Sentry-Rate-Limits"] == f"{wait}::organization:spool_full"
         fault.unlink()
+
+
+def test_a_tunnel_keeps_the_browser_not_the_forwarding_server(daemon: Daemon) -> None:
+    """Through a Sentry tunnel the request comes from a server library; the rows still describe the browser."""
+    tunnel_ua = {"User-Agent": "python-requests/2.31.0", "Content-Type": "application/x-sentry-envelope"}
+    session = json.dumps({"sid": uuid.uuid4().hex, "init": True, "status": "ok", "started": time.time(),
+                          "attrs": {"release": "tunnel@1", "user_agent": CHROME}}).encode()
+    event = json.dumps({"message": "corpus tunnel", "platform": "javascript", "release": "tunnel@1",
+                        "request": {"url": "https://shop.example/", "headers": {"User-Agent": CHROME}}}).encode()
+    head = json.dumps({"dsn": f"https://{KEY}@obsd.example/42"}).encode()
+    for item in (b'{"type":"event"}\n' + event, b'{"type":"session"}\n' + session):
+        assert post(daemon, head + b"\n" + item, query="", headers=tunnel_ua).status == 200
+    assert daemon.wait_for("SELECT count() FROM obsd.events WHERE release = 'tunnel@1'", 2) == 2
+    rows = daemon.query("SELECT type, is_bot, browser FROM obsd.events WHERE release = 'tunnel@1' ORDER BY type")
+    assert [(r["type"], r["is_bot"], r["browser"]) for r in rows] == [("error", False, "Chrome"),
+                                                                      ("session", False, "Chrome")]
