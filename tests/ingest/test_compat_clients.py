@@ -64,13 +64,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                                  timeout=60)
         assert backend.returncode == 0, backend.stderr
         r = Run(d, json.loads(drive.stdout), json.loads(backend.stdout))
-        # Everything has landed when the last of each client's events is in the store.
+        # Everything has landed when the last of each client's events is in the store and in the rollups
+        # the reports read (a view's rows become visible just after its insert's events rows).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            [counts] = d.query("SELECT countIf(protocol = 'plausible' AND type = 'scroll') AS leave, "
-                               "countIf(error_message = 'checkout slow') AS msg, "
-                               "countIf(error_message = 'payment retry exhausted') AS py FROM obsd.events")
-            if counts["leave"] >= 2 and counts["msg"] and counts["py"]:
+            [counts] = d.query(
+                "SELECT countIf(protocol = 'plausible' AND type = 'scroll') AS leave, "
+                "countIf(error_message = 'checkout slow') AS msg, "
+                "countIf(error_message = 'payment retry exhausted') AS py, countIf(type = 'error') AS errors, "
+                "(SELECT sum(events) FROM obsd.errors_hourly) AS grouped, "
+                "(SELECT uniqExact(release) FROM obsd.release_sessions_hourly) AS releases FROM obsd.events")
+            if (counts["leave"] >= 2 and counts["msg"] and counts["py"] and counts["grouped"] == counts["errors"]
+                    and counts["releases"] == 2):
                 break
             time.sleep(0.2)
         yield r
