@@ -96,8 +96,11 @@ class SentryEndpoint:
         try:
             return await self._handle(request, store, headers)
         except HttpError as exc:
-            self.acceptor.refused(exc, PROTOCOL)
-            raise _as_sentry(exc, headers) from exc
+            answer = _as_sentry(exc, headers)
+            self.acceptor.refused(answer, PROTOCOL)  # counted as answered: backpressure is a 429 here
+            if answer is exc:
+                raise
+            raise answer from exc
 
     def _project(self, auth: SentryAuth, sentry_id: int) -> Project:
         project = self.projects.by_key.get(auth.key)

@@ -248,6 +248,7 @@ def test_backpressure_answers_429_so_sdks_back_off(tmp_path: Path) -> None:
         assert (r.status, r.json()["error"]) == (429, "spool_full")
         wait = int(r.headers["Retry-After"])
         assert wait >= 1 and r.headers["X-Sentry-Rate-Limits"] == f"{wait}::organization:spool_full"
+        assert 'obsd_requests_refused_total{reason="spool_full",status="429"} 1.0' in d.metrics()
         fault.unlink()
 
 
