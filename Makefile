@@ -23,7 +23,7 @@ dev: $(VENV)/.dev
 $(CONFIG):
 	mkdir -p $(dir $(CONFIG))
 	sed -e 's|^data_dir = .*|data_dir = "var/data"|' \
-	    -e 's|^write_key = "change-me.*|write_key = "demo-write-key-0001"|' obsd.toml.example > $(CONFIG)
+	    -e 's|^write_key = "change_me.*|write_key = "demo_write_key_0001"|' obsd.toml.example > $(CONFIG)
 
 ## Start obsd on http://127.0.0.1:8080 with the embedded store and a demo project.
 serve: install $(CONFIG)

@@ -18,9 +18,12 @@ from obsd import __version__
 from obsd.errors import ConfigError, ObsdError
 from obsd.httperrors import error_middleware, json_response
 from obsd.ingest.accept import Acceptor
+from obsd.ingest.config import IngestConfig
 from obsd.ingest.endpoint import EventsEndpoint
 from obsd.ingest.importer import Importer
+from obsd.ingest.plausible import PlausibleEndpoint
 from obsd.ingest.sdk_routes import add_sdk_routes
+from obsd.ingest.sentry import SentryEndpoint
 from obsd.ops import logs
 from obsd.ops.metrics import CONTENT_TYPE, Metrics
 from obsd.ops.reload import in_force, split
@@ -69,6 +72,9 @@ class Server:
         self.admin: AdminApi | None = None
         self.ingest: EventsEndpoint | None = None
         self.stats: StatsApi | None = None
+        self.plausible: PlausibleEndpoint | None = None
+        self.sentry: SentryEndpoint | None = None
+        self.ingest_config: IngestConfig | None = None
         self.port = 0
         self.tail = TailHub(self.metrics)
         self.acceptor = Acceptor(self.pipeline, self.metrics, self.tail)
@@ -89,11 +95,18 @@ class Server:
         access = self.access = AdminAccess(token, allow_remote=s.server.admin_allow_remote,
                                            metrics_token=s.server.metrics_token)
         self.admin = AdminApi(s, access)
-        self.ingest = EventsEndpoint(s, self.acceptor, self.metrics, self.visitors)
+        # One snapshot for every protocol: the same projects, rate-limit buckets, proxy rules and encoder
+        # whatever the wire; a reload swaps it whole.
+        cfg = self.ingest_config = IngestConfig.build(s, self.visitors)
+        self.ingest = EventsEndpoint(cfg, self.acceptor, self.metrics)
         self.importer = Importer(s, self.acceptor, self.metrics, access.check, self.visitors)
+        self.plausible = PlausibleEndpoint(cfg, self.acceptor, self.metrics)
+        self.sentry = SentryEndpoint(cfg, self.acceptor, self.metrics)
         app = web.Application(middlewares=[error_middleware], client_max_size=s.server.max_body_bytes)
         app.router.add_post("/v1/events", self.ingest.post)
         app.router.add_route("OPTIONS", "/v1/events", self.ingest.preflight)
+        self.plausible.routes(app)
+        self.sentry.routes(app)
         app.router.add_get("/health", self.health)
         app.router.add_get("/ready", self.ready)
         app.router.add_get("/metrics", self.metrics_endpoint)
@@ -285,7 +298,11 @@ class Server:
         if self.access is not None:
             self.access.apply(token, allow_remote=new.server.admin_allow_remote,
                               metrics_token=new.server.metrics_token)
-        for part in (self.ingest, self.importer, self.admin, self.stats):
+        cfg = self.ingest_config = IngestConfig.build(new, self.visitors, self.ingest_config)
+        for endpoint in (self.ingest, self.plausible, self.sentry):
+            if endpoint is not None:
+                endpoint.apply(cfg)
+        for part in (self.importer, self.admin, self.stats):
             if part is not None:
                 part.apply(new)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from obsd.errors import ConfigError
-from obsd.vocabulary import PROJECT_ID_RULE, is_project_id
+from obsd.vocabulary import DOMAIN_RULE, PROJECT_ID_RULE, SENTRY_ID_MAX, is_project_id, site_domain
 
 CONFIG_ENV = "OBSD_CONFIG"
 DEFAULT_CONFIG_PATHS = (Path("obsd.toml"), Path("/etc/obsd/obsd.toml"))
@@ -119,6 +119,8 @@ class ProjectSettings(_Section, frozen=True):
     id: str
     write_key: str
     allowed_origins: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    sentry_id: int = 0
 
 
 class Settings(_Section, frozen=True):
@@ -344,6 +346,32 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"projects[{i}].write_key for {p.id!r} is used by another project")
         ids.add(p.id)
         keys.add(p.write_key)
+    _compat_ids(s)
+
+
+def _compat_ids(s: Settings) -> None:
+    """Plausible domains and Sentry project ids name one project each."""
+    domains: dict[str, str] = {}
+    sentry_ids: dict[int, str] = {}
+    for i, p in enumerate(s.projects):
+        for d in p.domains:
+            domain = site_domain(d)
+            if domain is None:
+                raise ConfigError(f"projects[{i}].domains for {p.id!r}: {d!r} is not {DOMAIN_RULE}")
+            if domains.setdefault(domain, p.id) != p.id:
+                raise ConfigError(f"projects[{i}].domains for {p.id!r}: {domain!r} is already a domain of project "
+                                  f"{domains[domain]!r}; a domain names one project")
+        if p.sentry_id:
+            if not re.fullmatch(r"\w+", p.write_key, re.ASCII):
+                raise ConfigError(f"projects[{i}].write_key for {p.id!r}: with sentry_id set, the write key is the "
+                                  "public key of a Sentry DSN, and Sentry's browser SDK takes only letters, digits "
+                                  "and '_' there; choose a key without '-' or other signs")
+            if not 0 < p.sentry_id <= SENTRY_ID_MAX:
+                raise ConfigError(f"projects[{i}].sentry_id for {p.id!r} = {p.sentry_id}: use a positive integer "
+                                  "(the number at the end of the Sentry DSN), or leave it out")
+            if sentry_ids.setdefault(p.sentry_id, p.id) != p.id:
+                raise ConfigError(f"projects[{i}].sentry_id = {p.sentry_id} for {p.id!r} is already the sentry_id of "
+                                  f"project {sentry_ids[p.sentry_id]!r}; each project needs its own")
 
 
 def mask_secrets(data: Any, _key: str = "") -> Any:

@@ -66,7 +66,7 @@ def test_every_cli_command_is_documented(command: str) -> None:
 
 def _routes(tmp_path: Path) -> list[tuple[str, str]]:
     cfg = tmp_path / "obsd.toml"
-    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[[projects]]\nid = "demo"\nwrite_key = "demo-write-key-0001"\n')
+    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[[projects]]\nid = "demo"\nwrite_key = "demo_write_key_0001"\n')
     app_ = Server(load_settings(cfg, environ={})).build_app()
     out = set()
     for route in app_.router.routes():
@@ -83,7 +83,10 @@ def test_every_http_endpoint_is_documented(tmp_path: Path) -> None:
     missing = []
     for method, path in _routes(tmp_path):
         base = re.sub(r"\{[^}]+\}", "", path).rstrip("/") or "/"
-        if base not in DOCS:
+        # A placeholder inside a path (/api/{sentry_id}/envelope/) is written <name> or {name} in the docs.
+        inner = "".join(r"(?:<[\w-]+>|\{[\w-]+\})" if part.startswith("{") else re.escape(part)
+                        for part in re.split(r"(\{[^}]+\})", path.rstrip("/")))
+        if base not in DOCS and not re.search(inner, DOCS):
             missing.append(f"{method} {path}")
     assert not missing, f"undocumented endpoints: {missing}"
 

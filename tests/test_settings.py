@@ -68,6 +68,14 @@ def test_config_found_through_obsd_config(tmp_path: Path, monkeypatch: pytest.Mo
     ('[server]\ntrusted_proxies = ["not-an-ip"]\n', "server.trusted_proxies"),
     ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nallowed_origins = ["https://"]\n', "allowed_origins"),
     ('[rate_limit]\nper_ip_rps = -1.0\n', "rate_limit.per_ip_rps"),
+    ('[[projects]]\nid = "a"\nwrite_key = "12345678"\ndomains = ["https://shop.example/"]\n', "projects[0].domains"),
+    ('[[projects]]\nid = "a"\nwrite_key = "12345678"\ndomains = ["shop.example"]\n[[projects]]\nid = "b"\n'
+     'write_key = "87654321"\ndomains = ["WWW.Shop.Example"]\n', "already a domain of project 'a'"),
+    ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nsentry_id = -4\n', "projects[0].sentry_id"),
+    ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nsentry_id = "42"\n', "projects[0].sentry_id"),
+    ('[[projects]]\nid = "a"\nwrite_key = "12345678"\nsentry_id = 42\n[[projects]]\nid = "b"\n'
+     'write_key = "87654321"\nsentry_id = 42\n', "already the sentry_id of project 'a'"),
+    ('[[projects]]\nid = "a"\nwrite_key = "key-with-dash"\nsentry_id = 42\n', "letters, digits and '_'"),
 ])
 def test_wrong_values_name_the_key_and_the_fix(tmp_path: Path, toml: str, needle: str) -> None:
     """A wrong value stops loading with a message naming the key."""
@@ -86,3 +94,13 @@ def test_effective_masks_secrets(tmp_path: Path) -> None:
     text = str(effective(load_settings(cfg, environ={})))
     assert "supersecrettoken" not in text and "hunter2" not in text and "writekey-secret" not in text
     assert "http://u:******@h:8123" in text
+
+
+def test_domains_and_sentry_id_are_read(tmp_path: Path) -> None:
+    """A project's Plausible domains and Sentry project id load as written; unset means none."""
+    cfg = tmp_path / "obsd.toml"
+    cfg.write_text('[[projects]]\nid = "a"\nwrite_key = "12345678"\ndomains = ["shop.example", "bücher.example"]\n'
+                   'sentry_id = 4505\n[[projects]]\nid = "b"\nwrite_key = "87654321"\n')
+    a, b = load_settings(cfg, environ={}).projects
+    assert (a.domains, a.sentry_id) == (("shop.example", "bücher.example"), 4505)
+    assert (b.domains, b.sentry_id) == ((), 0)

@@ -18,17 +18,20 @@ from obsd.errors import DaemonError, ObsdError
 
 _TYPE_STYLE = {"pageview": "bold blue", "click": "cyan", "scroll": "dim", "error": "bold red",
                "web_vital": "yellow", "custom": "magenta"}
+_PROTOCOL_STYLE = {"plausible": "green", "sentry": "magenta"}
 _RATING_STYLE = {"good": "green", "needs-improvement": "yellow", "poor": "red"}
 
 
 def tail_line(row: dict[str, Any]) -> Text:
     """One compact, colour-coded line for a live event."""
-
-
     typ = str(row.get("type", "?"))
     ts = dt.datetime.fromtimestamp(float(row.get("ts", 0)), dt.UTC).strftime("%H:%M:%S.%f")[:-3]
-    line = Text.assemble((ts, "dim"), " ", (f"{row.get('project_id', '')}", "dim"), " ",
-                         (f"{typ:<9}", _TYPE_STYLE.get(typ, "")), " ", (str(row.get("path") or "/"), "bold"), " ")
+    line = Text.assemble((ts, "dim"), " ", (f"{row.get('project_id', '')}", "dim"), " ")
+    protocol = row.get("protocol") or "obsd"
+    if protocol != "obsd":  # which wire it came by: plausible, sentry
+        line.append(f"[{protocol}] ", _PROTOCOL_STYLE.get(str(protocol), "dim"))
+    line.append_text(Text.assemble((f"{typ:<9}", _TYPE_STYLE.get(typ, "")), " ",
+                                   (str(row.get("path") or "/"), "bold"), " "))
     if typ == "pageview":
         ref = row.get("referrer_host") or "direct"
         utm = row.get("utm_campaign")
@@ -48,6 +51,12 @@ def tail_line(row: dict[str, Any]) -> Text:
         line.append(f"{float(row.get('value', 0)):.0f}%")
     elif typ == "custom":
         line.append(f"{row.get('name', '')} {row.get('props', '')}")
+    elif typ == "session":
+        errors = float(row.get("value", 0))
+        line.append(f"{row.get('name', '')}" + (f" · {errors:.0f} errors" if errors else ""))
+    release = row.get("release")
+    if release:
+        line.append(f"  @{release}" + (f" ({row['environment']})" if row.get("environment") else ""), "dim")
     return line
 
 
@@ -62,6 +71,11 @@ def tail(
     name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Only these event names.")] = None,
     path: Annotated[str, typer.Option("--path", help="Only paths matching this glob, e.g. '/checkout*'.")] = "",
     sample: Annotated[float, typer.Option("--sample", help="Show this share of events (0 < RATE ≤ 1).")] = 1.0,
+    release: Annotated[list[str] | None, typer.Option("--release", help="Only events of these releases.")] = None,
+    environment: Annotated[list[str] | None, typer.Option("--environment", help="Only these environments.")]
+    = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", help="Only events that came by these "
+                                                       "protocols: obsd, plausible, sentry.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Exit after N events (0: run until Ctrl-C).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="NDJSON rows on stdout, e.g. to pipe into jq.")] = False,
 ) -> None:
@@ -73,7 +87,8 @@ def tail(
     try:
         settings = load(config)
         flt = TailFilter(frozenset(project or ()), frozenset(type_ or ()), frozenset(name or ()), path,
-                         where or "", sample)
+                         where or "", sample, frozenset(release or ()), frozenset(environment or ()),
+                         frozenset(protocol or ()))
         daemon = DaemonClient(settings)
         shown = 0
         for item in follow(daemon.base, daemon.token, flt):

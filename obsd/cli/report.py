@@ -32,12 +32,14 @@ def _report_command(name: str, summary: str) -> None:
         type_: Annotated[str | None, typer.Option("--type", help="Only this event type (events, recent).")]
         = None,
         by: Annotated[str | None, typer.Option(help="vitals: group by metric, path or device.")] = None,
+        release: Annotated[str | None, typer.Option(help="Only this release (errors, releases).")] = None,
+        environment: Annotated[str | None, typer.Option(help="Only this environment (errors, releases).")] = None,
     ) -> None:
         from obsd.cli.report_view import render, to_csv
 
         check_format(fmt)
         raw = {"project": project, "since": since, "until": until, "limit": str(limit), "bucket": bucket,
-               "path": path, "type": type_, "by": by}
+               "path": path, "type": type_, "by": by, "release": release, "environment": environment}
         try:
             doc = run_report(config, name, {k: v for k, v in raw.items() if v})
         except ObsdError as exc:
@@ -80,9 +82,10 @@ for _name, _summary in (
     ("referrers", "Referring sites ('(direct)' when none); navigation within the site is left out."),
     ("devices", "Pageviews and visitors by device type, browser and operating system."),
     ("vitals", "Web Vitals p50/p75/p95 with good / needs-improvement / poor shares (Google's thresholds)."),
-    ("errors", "Error groups by fingerprint: count, affected sessions, first/last seen, top frame."),
+    ("errors", "Error groups by fingerprint: count, sessions, first/last seen, top frame, protocols, releases."),
     ("events", "Event counts by type and name, with visitors."),
     ("recent", "The latest events in the range, newest first."),
+    ("releases", "Sessions per release (Sentry release health): crash-free and unhandled-free shares, errors."),
 ):
     _report_command(_name, _summary)
 

@@ -14,7 +14,8 @@ from rich.text import Text
 SPARKS = "▁▂▃▄▅▆▇█"
 RATING_STYLE = {"good": "green", "needs-improvement": "yellow", "poor": "red"}
 TITLES = {"overview": "Overview", "pages": "Top pages", "referrers": "Referrers", "devices": "Devices",
-          "vitals": "Web Vitals", "errors": "Error groups", "events": "Events", "recent": "Recent events"}
+          "vitals": "Web Vitals", "errors": "Error groups", "events": "Events", "recent": "Recent events",
+          "releases": "Release health"}
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -107,19 +108,43 @@ def render(doc: dict[str, Any]) -> RenderableType:
     elif name == "errors":
         t = Table(show_edge=False, pad_edge=False, header_style="bold")
         for col, j in (("fingerprint", "l"), ("message", "l"), ("events", "r"), ("sessions", "r"),
-                       ("first seen", "l"), ("last seen", "l"), ("top frame", "l")):
+                       ("first seen", "l"), ("last seen", "l"), ("top frame", "l"), ("via", "l"), ("releases", "l")):
             t.add_column(col, justify="right" if j == "r" else "left", overflow="fold")
         for r in rows:
+            releases = r.get("releases") or []
             t.add_row(r["fingerprint"][:8], r["message"], number(r["events"]), number(r["sessions"]),
                       r["first_seen"][:16].replace("T", " "), r["last_seen"][:16].replace("T", " "),
-                      top_frame(r["stack"]))
+                      top_frame(r["stack"]), ", ".join(r.get("protocols") or []),
+                      ", ".join(releases[-3:]) + (f" (+{len(releases) - 3})" if len(releases) > 3 else ""))
         parts.append(t)
+    elif name == "releases":
+        parts.append(_releases(rows))
     else:
         cols = [(c, "r" if rows and isinstance(rows[0].get(c), int | float) else "l") for c in doc["columns"]]
         parts.append(_table(doc, cols, rows))
     if not rows:
         parts.append(Text("nothing in this range", style="dim italic"))
     return Group(*parts)
+
+
+def _releases(rows: list[dict[str, Any]]) -> Table:
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for col in ("release", "environment", "sessions", "errored", "unhandled", "crashed", "crash-free",
+                "unhandled-free", "errors", ""):
+        t.add_column(col, justify="left" if col in ("release", "environment", "") else "right")
+    for r in rows:
+        free = r["unhandled_free"]
+        style = "" if free is None else "green" if free >= 0.99 else "yellow" if free >= 0.95 else "red"
+        t.add_row(r["release"] or "(none)", r["environment"], number(r["sessions"]), number(r["errored"]),
+                  number(r["unhandled"]), number(r["crashed"] + r["abnormal"]), percent_fine(r["crash_free"]),
+                  Text(percent_fine(free), style=style), number(r["errors"]),
+                  Text(bar(free or 0.0, 10), style=style))
+    return t
+
+
+def percent_fine(v: float | None) -> str:
+    """A share close to 100% with the decimals that tell 99.5% from 99.9%."""
+    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def _vitals(rows: list[dict[str, Any]]) -> Table:

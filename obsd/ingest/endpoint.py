@@ -1,84 +1,39 @@
-"""POST /v1/events: size-capped read → gunzip → decode → key → origin → rate limit → rows → pipeline."""
+"""POST /v1/events: key → origin → rate limit → size-capped read → inflate → decode → rows → pipeline."""
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from obsd.httperrors import HttpError, json_response
 from obsd.ingest.accept import Acceptor
-from obsd.ingest.body import inflate, read_capped
+from obsd.ingest.config import IngestConfig
 from obsd.ingest.cors import cors_headers
-from obsd.ingest.enrich import Client, RowEncoder
-from obsd.ingest.projects import Project, Projects
+from obsd.ingest.projects import Project
 from obsd.ingest.rejects import rejected_letter
 from obsd.ingest.wire import WireError
 from obsd.ops.metrics import Metrics
 from obsd.pipeline.batch_ids import fingerprint
-from obsd.privacy.clientip import ClientIpResolver
-from obsd.privacy.ratelimit import TokenBucketLimiter, client_key
-from obsd.privacy.visitor import VisitorHasher
-from obsd.settings import RateLimitSettings, Settings
 
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
-_COUNTRY = re.compile(r"[A-Z]{2}")
-
-
-@dataclass(frozen=True, slots=True)
-class IngestConfig:
-    """Everything a request needs from the configuration, built once per (re)load and swapped whole:
-    a request takes the snapshot in force when it starts and uses only that one to its end."""
-
-    settings: Settings
-    projects: Projects
-    ips: ClientIpResolver
-    encoder: RowEncoder
-    project_limit: TokenBucketLimiter | None
-    ip_limit: TokenBucketLimiter | None
 
 
 class EventsEndpoint:
     """The ingestion endpoint and its per-request checks."""
 
-    def __init__(self, settings: Settings, acceptor: Acceptor, metrics: Metrics, visitors: VisitorHasher) -> None:
+    def __init__(self, config: IngestConfig, acceptor: Acceptor, metrics: Metrics) -> None:
         self.acceptor = acceptor
         self.metrics = metrics
-        self.visitors = visitors
-        self.config: IngestConfig | None = None
-        self.apply(settings)
+        self.config = config
 
-    @property
-    def settings(self) -> Settings:
-        """The settings in force."""
-        assert self.config is not None
-        return self.config.settings
-
-    @property
-    def encoder(self) -> RowEncoder:
-        """The row encoder in force (the one owner of the salts hashes for every encoder)."""
-        assert self.config is not None
-        return self.config.encoder
-
-    def apply(self, settings: Settings) -> None:
-        """Take new projects, keys, origins, proxies, limits, privacy rules and rate limits (start and
-        reload). A rate-limit bucket whose rate, burst and key rule did not change keeps its state."""
-        old = self.config
-        rl = settings.rate_limit
-        self.config = IngestConfig(
-            settings=settings, projects=Projects(settings.projects),
-            ips=ClientIpResolver(settings.server.trusted_proxies), encoder=RowEncoder(settings, self.visitors),
-            project_limit=_keep_or_new(old.project_limit if old else None, old.settings.rate_limit if old else None,
-                                       rl, "project"),
-            ip_limit=_keep_or_new(old.ip_limit if old else None, old.settings.rate_limit if old else None, rl, "ip"),
-        )
+    def apply(self, config: IngestConfig) -> None:
+        """Take a new configuration snapshot (start and reload); requests under way keep theirs."""
+        self.config = config
 
     async def preflight(self, request: web.Request) -> web.Response:
         """Answer CORS preflight for origins that some project allows."""
         cfg = self.config
-        assert cfg is not None
         origin = request.headers.get("Origin")
         key = request.query.get("key")
         project = cfg.projects.by_key.get(key) if key else None
@@ -93,7 +48,6 @@ class EventsEndpoint:
         """Accept a batch of events; answer 202 with what was accepted and what was refused, and why."""
         started = time.perf_counter()
         cfg = self.config
-        assert cfg is not None
         # CORS headers are added only once the project is known and allows the origin: an error for a
         # foreign origin (a wrong key, a refused origin) must not be readable by that origin's pages.
         cors: dict[str, str] = {}
@@ -130,11 +84,11 @@ class EventsEndpoint:
         if ctype not in _ALLOWED_TYPES:
             raise HttpError(415, "unsupported_media_type",
                             f"Content-Type {ctype[:100]!r} is not accepted; send text/plain or application/json")
-        ip = cfg.ips.resolve(request.remote, request.headers.get("X-Forwarded-For"))
-        self._rate_limit(cfg, project.id, ip)
+        gate = cfg.gate
+        ip = gate.client_ip(request)
+        gate.rate_limit(project.id, ip)
         server = cfg.settings.server
-        body = await read_capped(request, server.max_body_bytes, "server.max_body_bytes")
-        body = await inflate(request, body, server.max_decompressed_bytes)
+        body = await gate.body(request)
         if not body:
             raise HttpError(400, "empty_body", "the body is empty; send a JSON envelope with events")
         encoder = cfg.encoder
@@ -148,7 +102,7 @@ class EventsEndpoint:
         if n > server.max_events_per_batch:
             raise HttpError(413, "too_many_events", f"the batch has {n} events; the limit is "
                             f"{server.max_events_per_batch} (server.max_events_per_batch)")
-        client = Client(ip, request.headers.get("User-Agent", "")[:512], _country(request, cfg.settings))
+        client = gate.client(request, ip)
         now = time.time()
         try:
             enc = encoder.encode(project.id, decoded, client, now)
@@ -170,44 +124,3 @@ class EventsEndpoint:
         return json_response({"accepted": enc.accepted,
                               "rejected": [{"index": r.index, "reason": r.reason} for r in enc.rejected]},
                              status=202, headers=cors)
-
-    @staticmethod
-    def _rate_limit(cfg: IngestConfig, project_id: str, ip: str) -> None:
-        ip_key = client_key(ip, cfg.settings.rate_limit.ipv6_prefix)
-        for limiter, key, what in ((cfg.project_limit, project_id, "project"), (cfg.ip_limit, ip_key, "client")):
-            if limiter is None:
-                continue
-            wait = limiter.take(key)
-            if wait > 0:
-                raise HttpError(429, "rate_limited", f"too many requests for this {what}; retry after "
-                                f"{max(1, round(wait))} s", retry_after=max(1, round(wait + 0.499)))
-
-
-def _country(request: web.Request, settings: Settings) -> str:
-    header = settings.privacy.country_header
-    if not header:
-        return ""
-    value = request.headers.get(header, "").upper()
-    return value if _COUNTRY.fullmatch(value) else ""
-
-
-def _rule(rl: RateLimitSettings, which: str) -> tuple[float, float, int]:
-    if which == "project":
-        return rl.per_project_rps, rl.per_project_burst, 0
-    return rl.per_ip_rps, rl.per_ip_burst, rl.ipv6_prefix
-
-
-def _keep_or_new(old: TokenBucketLimiter | None, old_rl: RateLimitSettings | None, rl: RateLimitSettings,
-                 which: str) -> TokenBucketLimiter | None:
-    """The old bucket set when its rule is unchanged (a reload keeps who owes what), else a new one."""
-    if old_rl is not None and _rule(old_rl, which) == _rule(rl, which):
-        return old
-    rps, burst, _ = _rule(rl, which)
-    return _bucket(rps, burst)
-
-
-def _bucket(rps: float, burst: float) -> TokenBucketLimiter | None:
-    """A token bucket, or None when its rate is 0 (off); a burst below one request is raised to one."""
-    return TokenBucketLimiter(rps, max(1.0, burst or rps)) if rps > 0 else None
-
-

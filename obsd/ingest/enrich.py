@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
@@ -23,6 +24,9 @@ class Client:
     ip: str
     user_agent: str
     country: str = ""
+    # A server-side SDK sent this for a visitor it does not identify: no visitor id, and no user agent
+    # does not make it a bot (the UA, when there is one, is the visitor's, not the sender's).
+    server_side: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,8 @@ class Encoded:
     rejected: list[Rejected]
 
 
+# Who a server-side SDK's error happened to when it does not say: no browser, no bot.
+_UNKNOWN_SERVER = UserAgentInfo("", "", "", "", "other", False)
 _UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 _NO_UTM = ("",) * len(_UTM)
 
@@ -71,21 +77,28 @@ class RowEncoder:
         self.validator = Validator(limits)
         self.max_stack = limits.max_stack_length
 
-    def encode(self, project_id: str, decoded: Decoded, client: Client, now: float) -> Encoded:
-        """Validate and enrich every event of a batch and encode the good ones as NDJSON rows."""
+    def encode(self, project_id: str, decoded: Decoded, client: Client, now: float, *, protocol: str = "",
+               keep_fragment: bool = False) -> Encoded:
+        """Validate and enrich every event of a batch and encode the good ones as NDJSON rows.
+
+        `protocol` names the wire the events came by ('' is obsd's own); `keep_fragment` keeps a URL's
+        #fragment in the path, for sites whose routes live there (Plausible's hash mode)."""
         env = decoded.envelope
         self.validator.check_envelope(env)
         rejected = list(decoded.rejected)
         ctx = env.context
-        ua: UserAgentInfo = parse_user_agent(client.user_agent)
+        ua: UserAgentInfo = (_UNKNOWN_SERVER if client.server_side and not client.user_agent
+                             else parse_user_agent(client.user_agent))
         if ua.is_bot and self.drop_bots:
             reason = "bot traffic is dropped (privacy.drop_bots = true)"
             rejected += [Rejected(decoded.index(i), "bot", reason) for i in range(len(env.events))]
             return Encoded(b"", 0, sorted(rejected, key=lambda r: r.index))
         # A beacon sent just before midnight UTC still counts toward that day's visitor (never the future).
         sent = min(now, env.sent_at / 1000) if env.sent_at and env.sent_at > 0 else None
-        visitor = self.visitors.visitor_id(project_id, client.ip, client.user_agent, at=sent)
-        base_url, host, path = self.urls.split(ctx.url) if ctx.url else ("", "", "")
+        visitor = 0 if client.server_side else self.visitors.visitor_id(project_id, client.ip, client.user_agent,
+                                                                         at=sent)
+        split = self._split_keeping_fragment if keep_fragment else self.urls.split
+        base_url, host, path = split(ctx.url) if ctx.url else ("", "", "")
         base_ref, ref_host, _ = self.urls.split(ctx.referrer) if ctx.referrer else ("", "", "")
         base_title = scrub_text(ctx.title) if ctx.title else ""
         screen = ctx.screen or (0, 0)
@@ -98,6 +111,7 @@ class RowEncoder:
             timezone=(ctx.timezone or "")[:64], screen_width=_clamp16(screen[0]), screen_height=_clamp16(screen[1]),
             viewport_width=_clamp16(viewport[0]), viewport_height=_clamp16(viewport[1]),
             environment=(env.environment or "")[:64], release=(env.release or "")[:128], sdk=sdk[:64],
+            protocol=protocol,
         )
         rows: list[EventPart] = []
         check = self.validator.check
@@ -107,7 +121,7 @@ class RowEncoder:
                 rejected.append(Rejected(decoded.index(i), problem[0], f"event {decoded.index(i)}: {problem[1]}",
                                          msgspec.json.encode(e)))
                 continue
-            rows.append(self._part(e, base_url, host, path, base_ref, ref_host, base_title))
+            rows.append(self._part(e, base_url, host, path, base_ref, ref_host, base_title, split))
         if decoded.indexes is not None:
             rejected.sort(key=lambda r: r.index)
         data = b""
@@ -118,10 +132,18 @@ class RowEncoder:
             data = self._encode_lines(rows).replace(b"}\n", tail)
         return Encoded(data, len(rows), rejected)
 
+    def _split_keeping_fragment(self, url: str) -> tuple[str, str, str]:
+        scrubbed, host, path = self.urls.split(url)
+        _, hash_, fragment = url.partition("#")
+        if not hash_ or not host:
+            return scrubbed, host, path
+        fragment = scrub_text(fragment.split("?", 1)[0])  # a hash route's own query is not allowlisted
+        return f"{scrubbed}#{fragment}", host, f"{path}#{fragment}"
+
     def _part(self, e: Event, url: str, host: str, path: str, referrer: str, ref_host: str,
-              title: str) -> EventPart:
+              title: str, split: Callable[[str], tuple[str, str, str]]) -> EventPart:
         if e.url:
-            url, host, path = self.urls.split(e.url)
+            url, host, path = split(e.url)
         if e.referrer:
             referrer, ref_host, _ = self.urls.split(e.referrer)
         utm = _utm(url)

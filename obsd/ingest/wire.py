@@ -180,13 +180,7 @@ class WireDecoder:
         self.reject_duplicate_keys = limits.reject_duplicate_keys
 
     def _gate(self, body: bytes) -> None:
-        """One pass in Rust over the whole body before msgspec sees it: syntax, nesting depth and (when
-        limits.reject_duplicate_keys) keys repeated inside one object, each a WireError with a reason."""
-        try:
-            jiter.from_json(body, allow_inf_nan=False, cache_mode="keys",
-                            catch_duplicate_keys=self.reject_duplicate_keys)
-        except ValueError as exc:
-            raise _gate_error(exc) from None
+        gate(body, duplicate_keys=self.reject_duplicate_keys)
 
     def decode(self, body: bytes) -> Decoded:
         """The gate, then one msgspec call when all is well; per-event decoding only to locate bad events."""
@@ -215,6 +209,16 @@ class WireDecoder:
         fields = {f: getattr(loose, f) for f in _EnvelopeFields.__struct_fields__}
         env = Envelope(events=events, **fields)
         return Decoded(env, indexes, rejected)
+
+
+def gate(body: bytes, *, duplicate_keys: bool = False) -> None:
+    """One pass in Rust over a JSON document before msgspec (or any Python walk) sees it: syntax, nesting
+    depth and, with `duplicate_keys`, keys repeated inside one object, each a WireError with a reason.
+    Every protocol's JSON goes through it, so no input can reach Python recursion."""
+    try:
+        jiter.from_json(body, allow_inf_nan=False, cache_mode="keys", catch_duplicate_keys=duplicate_keys)
+    except ValueError as exc:
+        raise _gate_error(exc) from None
 
 
 def _malformed_is_400(decode: Callable[[Any], T], data: Any) -> T:

@@ -93,6 +93,21 @@ class Metrics:
                                    "(queue full, retries exhausted), by project", ["project"], registry=r)
         self.imported = Counter("obsd_events_imported", "Events accepted by POST /v1/admin/import",
                                 registry=r)
+        # Per protocol: obsd's own SDK, Plausible's Events API, Sentry's envelope and store endpoints.
+        self.protocol_accepted = Counter("obsd_protocol_events_accepted",
+                                         "Events accepted, by the protocol they came by (obsd, plausible, sentry)",
+                                         ["protocol"], registry=r)
+        self.protocol_refused = Counter("obsd_protocol_requests_refused",
+                                        "Requests refused whole, by protocol and reason", ["protocol", "reason"],
+                                        registry=r)
+        self.protocol_rejected = Counter("obsd_protocol_events_rejected",
+                                         "Events refused one by one, by protocol and reason", ["protocol", "reason"],
+                                         registry=r)
+        self.sentry_items = Counter("obsd_sentry_items", "Sentry envelope items by type and what obsd did with them "
+                                    "(stored, skipped, refused)", ["type", "outcome"], registry=r)
+        self.sentry_discarded = Counter("obsd_sentry_client_discarded",
+                                        "Events Sentry SDKs say they dropped themselves (client reports), by reason "
+                                        "and category", ["reason", "category"], registry=r)
         self.started_at = Gauge("obsd_start_time_seconds", "Unix time the daemon started", registry=r)
         self.started_at.set_to_current_time()
 

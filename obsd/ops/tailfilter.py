@@ -46,6 +46,8 @@ _ROW_FIELDS = row_fields()
 _NUMERIC_FIELDS = frozenset(f.name for struct in (EventPart, Common) for f in msgspec.structs.fields(struct)
                             if f.type in (int, float))
 _MISSING = object()
+# Columns whose empty value is stored as a default: a row without `protocol` came by obsd's own.
+_STORED_DEFAULTS = {"protocol": "obsd"}
 
 
 class FilterError(ObsdError):
@@ -94,6 +96,8 @@ def field_value(row: Mapping[str, Any], field: str) -> Any:
         return cur
     if field in row:
         return row[field]
+    if field in _STORED_DEFAULTS:
+        return _STORED_DEFAULTS[field]
     if field in _NUMERIC_FIELDS:
         return 0
     if field == "is_bot":
@@ -259,7 +263,8 @@ _decode_row = msgspec.json.Decoder(dict[str, Any])
 
 @dataclass(frozen=True)
 class TailFilter:
-    """Which rows a tail viewer wants: by project, type, name, path glob, expression and sample rate."""
+    """Which rows a tail viewer wants: by project, type, name, path glob, release, environment, protocol,
+    expression and sample rate."""
 
     projects: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
@@ -267,6 +272,9 @@ class TailFilter:
     path: str = ""
     expression: str = ""
     sample: float = 1.0
+    releases: frozenset[str] = frozenset()
+    environments: frozenset[str] = frozenset()
+    protocols: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0 < self.sample <= 1:
@@ -277,7 +285,8 @@ class TailFilter:
     @property
     def passes_all(self) -> bool:
         """True when every row passes, so rows can be forwarded without decoding."""
-        return not (self.projects or self.types or self.names or self.path or self.expression) and self.sample >= 1
+        return not (self.projects or self.types or self.names or self.path or self.expression or self.releases
+                    or self.environments or self.protocols) and self.sample >= 1
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], multi: Callable[[str], list[str]]) -> TailFilter:
@@ -289,12 +298,14 @@ class TailFilter:
         except ValueError as exc:
             raise FilterError(f"sample = {query.get('sample')!r} is not a number in (0, 1]") from exc
         return cls(items("project"), items("type"), items("name"), query.get("path", ""),
-                   query.get("where", ""), sample)
+                   query.get("where", ""), sample, items("release"), items("environment"), items("protocol"))
 
     def to_query(self) -> list[tuple[str, str]]:
         """The query parameters that rebuild this filter on the daemon."""
         q = [("project", p) for p in sorted(self.projects)] + [("type", t) for t in sorted(self.types)]
         q += [("name", n) for n in sorted(self.names)]
+        q += [("release", r) for r in sorted(self.releases)] + [("environment", e) for e in sorted(self.environments)]
+        q += [("protocol", p) for p in sorted(self.protocols)]
         if self.path:
             q.append(("path", self.path))
         if self.expression:
@@ -310,6 +321,12 @@ class TailFilter:
         if self.types and row.get("type") not in self.types:
             return False
         if self.names and row.get("name", "") not in self.names:
+            return False
+        if self.releases and row.get("release", "") not in self.releases:
+            return False
+        if self.environments and row.get("environment", "") not in self.environments:
+            return False
+        if self.protocols and (row.get("protocol") or "obsd") not in self.protocols:
             return False
         path_re: re.Pattern[str] | None = getattr(self, "_path_re")  # noqa: B009 - set in __post_init__
         if path_re is not None and not path_re.match(row.get("path", "")):

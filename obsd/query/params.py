@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from obsd.errors import QueryError
-from obsd.vocabulary import EVENT_TYPES, PROJECT_ID_RULE, is_project_id
+from obsd.vocabulary import EVENT_TYPES, PROJECT_ID_RULE, SESSION_TYPE, is_project_id
 
-PARAMS = frozenset({"project", "since", "until", "bucket", "limit", "path", "type", "by"})
+PARAMS = frozenset({"project", "since", "until", "bucket", "limit", "path", "type", "by", "release", "environment"})
 MAX_HOUR_BUCKETS = 24 * 92
 MAX_LIMIT = 1000
 _RELATIVE = re.compile(r"^(\d{1,4})([hd])$")
@@ -38,12 +38,14 @@ class ReportParams:
     type: str | None = None
     by: str = "metric"
     open_end: bool = False  # until is "now": nothing is stored after it yet
+    release: str | None = None  # errors, releases: only this release
+    environment: str | None = None  # errors, releases: only this environment
 
     def sql_params(self) -> dict[str, Any]:
         """Bind parameters shared by every report query."""
         return {"project": self.project, "since": int(self.since.timestamp()),
                 "until": int(self.until.timestamp()), "path": self.path or "", "type": self.type or "",
-                "limit": self.limit}
+                "limit": self.limit, "release": self.release or "", "environment": self.environment or ""}
 
     def buckets(self) -> list[datetime]:
         """Every bucket start in the range, for zero-filled series."""
@@ -133,10 +135,20 @@ def parse_params(raw: Mapping[str, str], *, default_project: str | None = None,
     if path is not None and (len(path) > 2048 or not path.startswith("/")):
         raise ReportError("path must start with / and be at most 2048 characters")
     type_ = raw.get("type") or None
-    if type_ is not None and type_ not in EVENT_TYPES:
-        raise ReportError(f"type={type_!r}: use one of {', '.join(EVENT_TYPES)}")
+    if type_ is not None and type_ not in (*EVENT_TYPES, SESSION_TYPE):
+        raise ReportError(f"type={type_!r}: use one of {', '.join((*EVENT_TYPES, SESSION_TYPE))}")
     by = raw.get("by") or "metric"
     if by not in ("metric", "path", "device"):
         raise ReportError(f"by={by!r}: use metric, path or device")
     open_end = (raw.get("until") or "now").strip() == "now"
-    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by, open_end)
+    release, environment = _label("release", raw.get("release"), 128), _label("environment", raw.get("environment"), 64)
+    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by, open_end, release, environment)
+
+
+def _label(name: str, value: str | None, longest: int) -> str | None:
+    """A release or environment filter: as stored (the columns keep at most `longest` characters)."""
+    if not value:
+        return None
+    if len(value) > longest or any(ord(c) < 32 for c in value):
+        raise ReportError(f"{name} must be at most {longest} characters without control characters")
+    return value

@@ -9,10 +9,11 @@ from typing import Any, Protocol
 
 from obsd.errors import QueryError
 from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day, iso
+from obsd.query.releases import GROUP_PROTOCOLS, GROUP_RELEASES, release_filter, release_health
 from obsd.store.client import QueryResult
 from obsd.vocabulary import METRIC_ORDER, THRESHOLDS
 
-REPORTS = ("overview", "pages", "referrers", "devices", "vitals", "errors", "events", "recent")
+REPORTS = ("overview", "pages", "referrers", "devices", "vitals", "errors", "events", "recent", "releases")
 
 
 class Source(Protocol):
@@ -123,7 +124,8 @@ class Reports:
             "SELECT bucket, pageviews, finalizeAggregation(v) AS visitors, finalizeAggregation(s) AS sessions, "
             f"{total_v} AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ({source}) "
             "ORDER BY bucket", p)
-        counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sum(r.events) AS events, "
+        # Sentry session updates (type 'session') are release-health bookkeeping, not visitor events.
+        counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sumIf(r.events, r.type != 'session') AS events, "
                          f"sumIf(r.events, r.type = 'error') AS errors FROM {t} AS r WHERE {self._where()} "
                          "GROUP BY bucket", p)
         per_bucket: dict[datetime, list[int]] = {}
@@ -225,7 +227,7 @@ class Reports:
     def errors(self, p: ReportParams) -> Report:
         """Error groups by fingerprint: count, affected sessions, first/last seen, a sample message and stack."""
         t = self.table("errors_hourly")
-        where = self._where()
+        where = self._where(release_filter(p))
         total = self._q(f"SELECT sum(events), uniqExact(fingerprint) FROM {t} WHERE {where}", p)
         n, groups = (int(x or 0) for x in total.rows[0])
         # Messages and stacks are only read for the top groups.
@@ -235,9 +237,10 @@ class Reports:
             "SELECT lower(hex(e.fingerprint)) AS fingerprint, argMaxMerge(e.message) AS message, "
             "sum(e.events) AS events, uniqMerge(e.sessions) AS sessions, min(e.first_seen) AS first_seen, "
             "max(e.last_seen) AS last_seen, argMaxMerge(e.path) AS path, argMaxMerge(e.source) AS source, "
-            f"argMaxMerge(e.stack) AS stack FROM {t} AS e WHERE {top} GROUP BY e.fingerprint "
-            "ORDER BY events DESC, last_seen DESC", p,
-            ("fingerprint", "message", "events", "sessions", "first_seen", "last_seen", "path", "source", "stack"))
+            f"argMaxMerge(e.stack) AS stack, {GROUP_PROTOCOLS} AS protocols, {GROUP_RELEASES} AS releases "
+            f"FROM {t} AS e WHERE {top} GROUP BY e.fingerprint ORDER BY events DESC, last_seen DESC", p,
+            ("fingerprint", "message", "events", "sessions", "first_seen", "last_seen", "path", "source", "stack",
+             "protocols", "releases"))
         return Report("errors", p, {"errors": n, "groups": groups}, res)
 
     def events(self, p: ReportParams) -> Report:
@@ -249,6 +252,13 @@ class Reports:
             f"FROM {t} WHERE {where} GROUP BY type, name "
             "ORDER BY events DESC, type, name LIMIT {limit:UInt32}", p, ("type", "name", "events", "visitors"))
         return Report("events", p, {"events": sum(int(r[2]) for r in res.rows)}, res)
+
+    def releases(self, p: ReportParams) -> Report:
+        """Sessions per release and environment (Sentry release health): crash-free and unhandled-free shares."""
+        where = self._where(release_filter(p))
+        summary, table = release_health(self._q, self.table("release_sessions_hourly"), self.table("errors_hourly"),
+                                        where, p)
+        return Report("releases", p, summary, table)
 
     def recent(self, p: ReportParams) -> Report:
         """The latest events in the range (raw table, newest first), for a live strip."""

@@ -54,13 +54,13 @@ def test_small_bodies_that_inflate_large_are_inflated_off_the_loop(monkeypatch: 
     from obsd.ingest import body as body_mod
 
     threads: list[str] = []
-    real = body_mod.gunzip_capped
+    real = body_mod.decompress_capped
 
-    def spy(data: bytes, limit: int) -> bytes:
+    def spy(data: bytes, encoding: str, limit: int) -> bytes:
         threads.append(threading.current_thread().name)
-        return real(data, limit)
+        return real(data, encoding, limit)
 
-    monkeypatch.setattr(body_mod, "gunzip_capped", spy)
+    monkeypatch.setattr(body_mod, "decompress_capped", spy)
 
     class Request:
         def __init__(self) -> None:

@@ -86,7 +86,7 @@ def test_reload_applies_privacy_limits_projects_and_names_what_needs_a_restart(t
 def test_a_config_serve_would_refuse_is_not_applied_by_reload(tmp_path: Path) -> None:
     """A reload to a placeholder or short write key fails, and the running keys stay in force."""
     with Daemon(tmp_path) as d:
-        placeholder = [{"id": "demo", "write_key": "change-me-to-a-random-string"}]
+        placeholder = [{"id": "demo", "write_key": "change_me_to_a_random_string"}]
         write_config(d.config, d.data_dir, d.port, projects=placeholder)
         rec = _hup(d, "config.reload_failed")
         assert "placeholder" in rec["error"]

@@ -23,9 +23,9 @@ def _obsd(*args: str) -> subprocess.CompletedProcess[str]:
 def _example_as_make_serve_writes_it(tmp_path: Path) -> Path:
     """obsd.toml.example with the Makefile's own sed substitutions applied (what `make serve` runs)."""
     make = (ROOT / "Makefile").read_text()
-    key = re.search(r'write_key = "change-me\.\*\|write_key = "([^"]+)"\|', make)
+    key = re.search(r'write_key = "change_me\.\*\|write_key = "([^"]+)"\|', make)
     assert key, "the Makefile no longer rewrites the placeholder key"
-    text = EXAMPLE.read_text().replace('write_key = "change-me-to-a-random-string"', f'write_key = "{key.group(1)}"')
+    text = EXAMPLE.read_text().replace('write_key = "change_me_to_a_random_string"', f'write_key = "{key.group(1)}"')
     text = re.sub(r'(?m)^data_dir = .*', f'data_dir = "{tmp_path / "data"}"', text)
     cfg = tmp_path / "obsd.toml"
     cfg.write_text(text)
@@ -34,7 +34,7 @@ def _example_as_make_serve_writes_it(tmp_path: Path) -> Path:
 
 def test_serve_refuses_the_placeholder_and_short_keys(tmp_path: Path) -> None:
     """The example's key and a 12-character key stop `obsd serve` with the key and the fix named."""
-    for key, needle in (("change-me-to-a-random-string", "placeholder"), ("short-key-12", "at least 16")):
+    for key, needle in (("change_me_to_a_random_string", "placeholder"), ("short-key-12", "at least 16")):
         cfg = write_config(tmp_path / f"{len(key)}.toml", tmp_path / "data", 1, projects=[{"id": "demo",
                                                                                            "write_key": key}])
         r = _obsd("serve", "--config", str(cfg))

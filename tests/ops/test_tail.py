@@ -85,6 +85,21 @@ def test_flag_filters_and_deterministic_sampling() -> None:
         TailFilter(sample=0)
 
 
+def test_release_environment_and_protocol_filters() -> None:
+    """--release/--environment/--protocol narrow the rows; a row without protocol came by obsd's own."""
+    rows = [dict(ROW, release="shop@1", environment="prod"), dict(ROW, release="shop@2", environment="prod",
+                                                                   protocol="sentry"),
+            dict(ROW, release="shop@2", environment="staging", protocol="plausible")]
+    assert [r.get("protocol") for r in rows if TailFilter(protocols=frozenset({"obsd"})).matches(r)] == [None]
+    assert len([r for r in rows if TailFilter(releases=frozenset({"shop@2"})).matches(r)]) == 2
+    both = TailFilter(releases=frozenset({"shop@2"}), environments=frozenset({"prod"}))
+    assert [r["protocol"] for r in rows if both.matches(r)] == ["sentry"]
+    assert [r for r in rows if parse_expression('protocol == "obsd"')(r)] == rows[:1]
+    flt = TailFilter.from_query({}, lambda k: {"protocol": ["sentry,plausible"], "release": ["a"]}.get(k, []))
+    assert flt.protocols == {"sentry", "plausible"} and flt.releases == {"a"} and not flt.passes_all
+    assert TailFilter.from_query(dict(flt.to_query()), lambda k: [v for q, v in flt.to_query() if q == k]) == flt
+
+
 def test_publish_without_viewers_does_nothing_and_a_full_queue_counts_missed() -> None:
     """No viewer: publish is a no-op. A viewer's queue is bounded; what does not fit is counted."""
     hub = TailHub(queue_bytes=100, queue_chunks=10)
@@ -286,3 +301,38 @@ def test_a_stuck_viewer_does_not_hold_up_shutdown(fresh_daemon: Daemon) -> None:
         assert time.monotonic() - started < 20, "shutdown must not wait out a stuck viewer's write"
     finally:
         stuck.close()
+
+
+def test_cli_tail_shows_and_filters_by_protocol_release_and_environment(tmp_path: Path) -> None:
+    """Plausible and Sentry events stream like obsd's; lines name the protocol and the release."""
+    from tests.harness import http
+
+    key = "tail_sentry_key_01"  # a Sentry DSN's key: letters, digits and _
+    projects = [{"id": "demo", "write_key": key, "allowed_origins": ["*"], "domains": ["shop.example"],
+                 "sentry_id": 42}]
+    with Daemon(tmp_path, sections={"pipeline": {"batch_interval_ms": 50}}, projects=projects) as d:
+        cmd = [sys.executable, "-m", "obsd.cli", "tail", "--config", str(d.config), "--limit", "1"]
+        env = {**__import__("os").environ, "COLUMNS": "200"}
+        procs = [subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                 for args in (["--json", "--protocol", "sentry", "--release", "shop@2", "--environment", "prod"],
+                              ["--protocol", "plausible"], ["--protocol", "sentry"])]
+        try:
+            _wait_viewers(d, 3)
+            d.post(envelope([event("error", message="from obsd")], release="shop@2", environment="prod"), key=key)
+            for release, env_name, message in (("shop@1", "prod", "old release"), ("shop@2", "prod", "the one")):
+                body = (b'{}\n{"type":"event"}\n' + json.dumps({
+                    "message": message, "platform": "javascript", "release": release, "environment": env_name,
+                    "timestamp": time.time()}).encode())
+                assert http("POST", f"{d.base}/api/42/envelope/?sentry_key={key}", body).status == 200
+            assert http("POST", f"{d.base}/api/event", json.dumps({"n": "pageview", "u": "https://shop.example/p",
+                                                                   "d": "shop.example"}).encode()).status == 202
+            outs = [p.communicate(timeout=30)[0].decode() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        [row] = [json.loads(line) for line in outs[0].splitlines()]
+        assert (row["error_message"], row["protocol"], row["release"]) == ("the one", "sentry", "shop@2")
+        assert "[plausible]" in outs[1] and "pageview" in outs[1] and "/p" in outs[1]
+        assert "[sentry]" in outs[2] and "old release" in outs[2] and "@shop@1 (prod)" in outs[2]

@@ -22,7 +22,7 @@ def test_error_answers_are_readable_only_by_allowed_origins(daemon: Daemon) -> N
         (daemon.post(envelope([event()]), headers={"Origin": FOREIGN}), 403, None),
         (daemon.post(envelope([event()]), key="not-a-key-at-all", headers={"Origin": allowed}), 401, None),
         (daemon.post(None, raw=b"{", headers={"Origin": allowed}), 400, allowed),
-        (daemon.post(envelope([event()]), headers={"Origin": allowed, "Content-Encoding": "br"}), 415, allowed),
+        (daemon.post(envelope([event()]), headers={"Origin": allowed, "Content-Encoding": "lzma"}), 415, allowed),
         (daemon.post(envelope([event()]), headers={"Origin": allowed}), 202, allowed),
     ]
     for r, status, acao in cases:

@@ -61,7 +61,8 @@ def test_hostile_corpus_gets_the_intended_answers_and_the_daemon_keeps_serving(d
         (daemon.post(None, raw=b'{"events": [], "events": []}'), 400, "duplicate_key"),
         (daemon.post(envelope([event()]), headers={"Content-Type": "multipart/form-data; boundary=x"}), 415,
          "unsupported_media_type"),
-        (daemon.post(envelope([event()]), headers={"Content-Encoding": "br"}), 415, "unsupported_encoding"),
+        (daemon.post(envelope([event()]), headers={"Content-Encoding": "compress"}), 415, "unsupported_encoding"),
+        (daemon.post(envelope([event()]), headers={"Content-Encoding": "br"}), 400, "invalid_br"),
         (daemon.post(envelope([event()]), key="", query="?key=x%0d%0aSet-Cookie:%20a=b"), 401, "invalid_key"),
         (daemon.post(envelope([event(title="x" * 9000)])), 202, None),
     ]

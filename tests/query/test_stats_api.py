@@ -126,7 +126,7 @@ def test_index_lists_reports_and_projects(fed: tuple[Daemon, list[traffic.Sessio
     r = http("GET", f"{d.base}/v1/stats", headers=AUTH)
     assert r.status == 200
     assert r.json() == {"reports": ["overview", "pages", "referrers", "devices", "vitals", "errors", "events",
-                                    "recent"], "projects": ["demo", "other"]}
+                                    "recent", "releases"], "projects": ["demo", "other"]}
 
 
 def test_other_project_is_empty_not_mixed(fed: tuple[Daemon, list[traffic.Session]]) -> None:

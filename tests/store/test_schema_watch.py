@@ -23,7 +23,7 @@ def test_pending_migrations_are_named_and_the_answer_is_cached(tmp_path: Path) -
         assert watch.check() == (every, "")  # cached: /ready does not ask the store on every poll
         watch._checked_at = float("-inf")
         pending, error = watch.check()
-        assert error == "" and pending == every[3:] and pending[-1] == "0006_rejected_session"
+        assert error == "" and pending == every[3:] and len(pending) == len(every) - 3
         Migrator(store).up()
         watch._checked_at = float("-inf")
         assert watch.check() == ([], "")

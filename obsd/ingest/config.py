@@ -1,0 +1,32 @@
+"""The ingest side of one configuration: settings, projects, the request gate and the row encoder.
+
+Built once per start and per reload, and swapped whole: every ingestion endpoint takes the snapshot in
+force when a request starts and uses only that one to its end, so no request runs half under the old
+configuration and half under the new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from obsd.ingest.enrich import RowEncoder
+from obsd.ingest.gate import RequestGate
+from obsd.ingest.projects import Projects
+from obsd.privacy.visitor import VisitorHasher
+from obsd.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """Everything an ingestion request needs from the configuration."""
+
+    settings: Settings
+    projects: Projects
+    gate: RequestGate
+    encoder: RowEncoder
+
+    @classmethod
+    def build(cls, settings: Settings, visitors: VisitorHasher, previous: IngestConfig | None = None) -> IngestConfig:
+        """A snapshot of `settings`; rate-limit buckets whose rule is unchanged carry over from `previous`."""
+        return cls(settings, Projects(settings.projects), RequestGate(settings, previous.gate if previous else None),
+                   RowEncoder(settings, visitors))
