@@ -34,6 +34,15 @@ def fresh_daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 
 @pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    """A test that fails half way still leaves no `obsd serve` running (module fixtures keep theirs)."""
+    before = set(Daemon.running)
+    yield
+    for d in Daemon.running - before:
+        d.kill()
+
+
+@pytest.fixture(autouse=True)
 def _no_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up the developer's OBSD_* environment."""
     for name in list(os.environ):

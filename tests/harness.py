@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 WRITE_KEY = "test-write-key-0001"
@@ -132,6 +132,8 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
 class Daemon:
     """A real `obsd serve` subprocess on a free loopback port, with an embedded store in a temp dir."""
 
+    running: ClassVar[set[Daemon]] = set()  # started and not yet stopped: the suite kills leftovers
+
     def __init__(self, root: Path, *, sections: dict[str, dict[str, Any]] | None = None,
                  top: dict[str, Any] | None = None, projects: list[dict[str, Any]] | None = None,
                  port: int | None = None, env: dict[str, str] | None = None,
@@ -157,6 +159,7 @@ class Daemon:
             [*self.command, "serve", "--config", str(self.config)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
         )
+        Daemon.running.add(self)
         deadline = time.monotonic() + timeout
         path = "/ready" if wait_ready else "/health"
         while time.monotonic() < deadline:
@@ -227,6 +230,7 @@ class Daemon:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Send a signal and wait for the process to exit; return its exit code."""
+        Daemon.running.discard(self)
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
@@ -239,6 +243,7 @@ class Daemon:
 
     def kill(self) -> None:
         """kill -9: no chance to drain."""
+        Daemon.running.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
