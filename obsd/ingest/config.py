@@ -8,12 +8,17 @@ configuration and half under the new.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from obsd.ingest.enrich import RowEncoder
 from obsd.ingest.gate import RequestGate
 from obsd.ingest.projects import Projects
 from obsd.privacy.visitor import VisitorHasher
 from obsd.settings import Settings
+
+if TYPE_CHECKING:
+    from obsd.ingest.accept import Acceptor
+    from obsd.ops.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +35,17 @@ class IngestConfig:
         """A snapshot of `settings`; rate-limit buckets whose rule is unchanged carry over from `previous`."""
         return cls(settings, Projects(settings.projects), RequestGate(settings, previous.gate if previous else None),
                    RowEncoder(settings, visitors))
+
+
+class IngestRoute:
+    """What every ingestion endpoint holds: the snapshot in force, the path into the pipeline, the metrics.
+    A handler reads `self.config` once when a request starts and uses that snapshot to its end."""
+
+    def __init__(self, config: IngestConfig, acceptor: Acceptor, metrics: Metrics) -> None:
+        self.config = config
+        self.acceptor = acceptor
+        self.metrics = metrics
+
+    def apply(self, config: IngestConfig) -> None:
+        """Take a new configuration snapshot (start and reload); requests under way keep theirs."""
+        self.config = config

@@ -7,29 +7,18 @@ import time
 from aiohttp import web
 
 from obsd.httperrors import HttpError, json_response
-from obsd.ingest.accept import Acceptor
-from obsd.ingest.config import IngestConfig
+from obsd.ingest.config import IngestConfig, IngestRoute
 from obsd.ingest.cors import cors_headers
 from obsd.ingest.projects import Project
 from obsd.ingest.rejects import rejected_letter
 from obsd.ingest.wire import WireError
-from obsd.ops.metrics import Metrics
 from obsd.pipeline.batch_ids import fingerprint
 
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json"})
 
 
-class EventsEndpoint:
+class EventsEndpoint(IngestRoute):
     """The ingestion endpoint and its per-request checks."""
-
-    def __init__(self, config: IngestConfig, acceptor: Acceptor, metrics: Metrics) -> None:
-        self.acceptor = acceptor
-        self.metrics = metrics
-        self.config = config
-
-    def apply(self, config: IngestConfig) -> None:
-        """Take a new configuration snapshot (start and reload); requests under way keep theirs."""
-        self.config = config
 
     async def preflight(self, request: web.Request) -> web.Response:
         """Answer CORS preflight for origins that some project allows."""

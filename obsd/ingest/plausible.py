@@ -14,7 +14,7 @@ from aiohttp import web
 
 from obsd.httperrors import HttpError
 from obsd.ingest.accept import Acceptor
-from obsd.ingest.config import IngestConfig
+from obsd.ingest.config import IngestConfig, IngestRoute
 from obsd.ingest.cors import cors_headers
 from obsd.ingest.enrich import Client
 from obsd.ingest.plausible_wire import PlausibleEvent, parse_event
@@ -31,18 +31,12 @@ ROUTE = "/api/event"
 _ALLOWED_TYPES = frozenset({"", "text/plain", "application/json", "application/x-www-form-urlencoded"})
 
 
-class PlausibleEndpoint:
+class PlausibleEndpoint(IngestRoute):
     """The Plausible Events API handler."""
 
     def __init__(self, config: IngestConfig, acceptor: Acceptor, metrics: Metrics) -> None:
-        self.acceptor = acceptor
-        self.metrics = metrics
+        super().__init__(config, acceptor, metrics)
         self.visits = Visits()
-        self.config = config
-
-    def apply(self, config: IngestConfig) -> None:
-        """Take a new configuration snapshot (start and reload); requests under way keep theirs."""
-        self.config = config
 
     def routes(self, app: web.Application) -> None:
         """Register POST and OPTIONS /api/event."""

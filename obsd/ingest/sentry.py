@@ -18,9 +18,8 @@ import time
 from aiohttp import web
 
 from obsd.httperrors import HttpError, json_response
-from obsd.ingest.accept import Acceptor
 from obsd.ingest.body import inflate_capped
-from obsd.ingest.config import IngestConfig
+from obsd.ingest.config import IngestConfig, IngestRoute
 from obsd.ingest.cors import cors_headers
 from obsd.ingest.enrich import Client
 from obsd.ingest.gate import RateLimited
@@ -31,7 +30,6 @@ from obsd.ingest.sentry_envelope import Item, SentryAuth, parse_envelope, reques
 from obsd.ingest.sentry_event import read_event, seconds
 from obsd.ingest.sentry_items import read_client_report, read_session, read_sessions
 from obsd.ingest.wire import Decoded, Envelope, Sdk, WireError
-from obsd.ops.metrics import Metrics
 from obsd.settings import Settings
 
 PROTOCOL = "sentry"
@@ -49,17 +47,8 @@ KNOWN_ITEMS = frozenset({"event", "transaction", "security", "attachment", "form
                          "log", "trace_metric", "span", "profile_chunk", "integration"})
 
 
-class SentryEndpoint:
+class SentryEndpoint(IngestRoute):
     """The Sentry envelope and store handlers."""
-
-    def __init__(self, config: IngestConfig, acceptor: Acceptor, metrics: Metrics) -> None:
-        self.acceptor = acceptor
-        self.metrics = metrics
-        self.config = config
-
-    def apply(self, config: IngestConfig) -> None:
-        """Take a new configuration snapshot (start and reload); requests under way keep theirs."""
-        self.config = config
 
     def routes(self, app: web.Application) -> None:
         """POST and OPTIONS on /api/<sentry_id>/envelope/ and /store/ (with or without the final slash)."""
