@@ -23,13 +23,9 @@ PROJECTS = [
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """A daemon with two projects found by domain (one of them a roll-up of the other)."""
-    d = Daemon(tmp_path_factory.mktemp("plausible"), sections={"pipeline": {"batch_interval_ms": 50}},
-               projects=PROJECTS)
-    d.start()
-    try:
+    with Daemon(tmp_path_factory.mktemp("plausible"), sections={"pipeline": {"batch_interval_ms": 50}},
+                projects=PROJECTS) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def send(d: Daemon, doc: dict[str, Any] | bytes, *, origin: str | None = "https://shop.example", ua: str = CHROME,

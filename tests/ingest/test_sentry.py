@@ -28,13 +28,9 @@ PROJECTS = [{"id": "shop", "write_key": KEY, "allowed_origins": [CAPTURED_ORIGIN
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(tmp_path_factory.mktemp("sentry"), sections={"pipeline": {"batch_interval_ms": 50}},
-               projects=PROJECTS)
-    d.start()
-    try:
+    with Daemon(tmp_path_factory.mktemp("sentry"), sections={"pipeline": {"batch_interval_ms": 50}},
+                projects=PROJECTS) as d:
         yield d
-    finally:
-        d.stop()
 
 
 def post(d: Daemon, body: bytes, *, path: str = "/api/42/envelope/", query: str = f"sentry_key={KEY}&sentry_version=7",
