@@ -101,6 +101,7 @@ class PrivacySettings(_Section, frozen=True):
     allowed_query_params: tuple[str, ...] = ("utm_*",)
     drop_bots: bool = False
     country_header: str = ""
+    geoip_db: str = ""
 
 
 class RateLimitSettings(_Section, frozen=True):
@@ -272,6 +273,10 @@ def _privacy_rules(s: Settings) -> None:
         except ValueError as exc:
             raise ConfigError(f"projects[{i}].allowed_origins for {p.id!r}: {exc}; write origins like "
                               "\"https://shop.example\" or \"*.shop.example\"") from exc
+    db = s.privacy.geoip_db
+    if db and not Path(db).is_file():
+        raise ConfigError(f"privacy.geoip_db = {db!r} is not a file; give the path of a MaxMind-format .mmdb "
+                          "(GeoLite2-City, GeoIP2-City or a Country file), or leave it empty")
     rl = s.rate_limit
     for name, value in (("per_project_rps", rl.per_project_rps), ("per_project_burst", rl.per_project_burst),
                         ("per_ip_rps", rl.per_ip_rps), ("per_ip_burst", rl.per_ip_burst)):
