@@ -38,12 +38,12 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
     """Feed a daemon, render its dashboard in Chromium, and fetch the same reports from the API."""
     need(missing_browser())
     root = tmp_path_factory.mktemp("dash")
-    d = Daemon(root, sections={"pipeline": {"batch_interval_ms": 50}})
+    d = Daemon(root, sections={"pipeline": {"batch_interval_ms": 50}, "server": {"trusted_proxies": ["127.0.0.1"]}})
     d.start()
     try:
         sessions = traffic.sessions(150, now_ms=now_ms(), span_h=20, seed=11)
         for s in sessions:
-            assert d.post(traffic.envelope_of(s), headers={"User-Agent": s.agent}).status == 202
+            assert d.post(traffic.envelope_of(s), headers=s.headers()).status == 202
         total = sum(len(s.events) for s in sessions)
         assert d.wait_for("SELECT count() FROM obsd.events", total) == total
         traffic.settle(d, sessions)

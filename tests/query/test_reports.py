@@ -71,8 +71,10 @@ def test_overview_matches_raw_events(store: Store, reports: Reports) -> None:
     (pv, vis, ses, ev, err), = _raw(store, "SELECT countIf(type = 'pageview'), uniqIf(visitor_id, type = 'pageview'), "
                                     "uniqIf(session_id, type = 'pageview'), count(), countIf(type = 'error') "
                                     "FROM obsd.events WHERE $where", p)
-    assert rep.summary == {"pageviews": pv, "visitors": vis, "sessions": ses, "events": ev, "errors": err,
-                           "views_per_session": round(pv / ses, 2)}
+    assert {k: rep.summary[k] for k in ("pageviews", "visitors", "sessions", "events", "errors",
+                                        "views_per_session")} == {
+        "pageviews": pv, "visitors": vis, "sessions": ses, "events": ev, "errors": err,
+        "views_per_session": round(pv / ses, 2)}
     assert pv > 300 and 0 < err < ev
     raw = {r[0].replace(tzinfo=UTC): r[1:] for r in _raw(
         store, "SELECT toStartOfHour(ts) AS h, countIf(type = 'pageview'), uniqIf(visitor_id, type = 'pageview') "
@@ -271,7 +273,7 @@ def test_relative_and_absolute_ranges() -> None:
     ({"since": "400d", "bucket": "hour"}, "bucket=day"),
     ({"path": "cart"}, "path must start with /"),
     ({"type": "teleport"}, "type='teleport'"),
-    ({"by": "country"}, "by='country'"),
+    ({"by": "bogus"}, "by='bogus'"),
     ({"project": "a b"}, "project id"),
     ({"color": "red"}, "unknown parameter color"),
 ])
