@@ -44,7 +44,7 @@ def test_ipv4_mapped_addresses_unknown_and_garbage(mmdb: Path) -> None:
 
 def test_a_missing_or_broken_file_is_a_config_error(tmp_path: Path) -> None:
     """The setting names a file that must exist and be a MaxMind database; the error says what to do."""
-    with pytest.raises(ConfigError, match="privacy.geoip_db"):
+    with pytest.raises(ConfigError, match=r"privacy\.geoip_db"):
         load_settings(None, environ={"OBSD_PRIVACY__GEOIP_DB": str(tmp_path / "nope.mmdb")})
     bad = tmp_path / "bad.mmdb"
     bad.write_bytes(b"not a database")

@@ -41,12 +41,13 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, list
         d.stop()
 
 
-def stats(d: Daemon, report: str, headers: dict[str, str] | None = None, **params: str) -> Any:
-    r = http("GET", f"{d.base}/v1/stats/{report}?{urlencode(params)}", headers=AUTH if headers is None else headers)
+def stats(d: Daemon, report: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+    r = http("GET", f"{d.base}/v1/stats/{report}?{urlencode(params, doseq=True)}",
+             headers=AUTH if headers is None else headers)
     return r
 
 
-def ok(d: Daemon, report: str, **params: str) -> dict[str, Any]:
+def ok(d: Daemon, report: str, **params: Any) -> dict[str, Any]:
     r = stats(d, report, project="demo", **params)
     assert r.status == 200, r.body
     assert r.headers["Cache-Control"] == "no-store"
@@ -215,3 +216,22 @@ def test_cli_report_opens_the_store_when_no_daemon_runs(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["summary"] == expected
     assert expected["pageviews"] == sum(1 for s in sessions for e in s.events if e["type"] == "pageview")
+
+
+def test_filters_repeat_and_bad_ones_are_refused(fed: tuple[Daemon, list[traffic.Session]]) -> None:
+    """filter= may repeat (ANDed) and reaches every report; a wrong key, operator or goal is a 400 with a reason."""
+    d, _ = fed
+    both = ok(d, "overview", filter=["device=mobile", "browser=Mobile Safari"])
+    mobile = ok(d, "overview", filter="device=mobile")
+    assert 0 < both["summary"]["visits"] < mobile["summary"]["visits"] and both["filters"] == [
+        "device=mobile", "browser=Mobile Safari"]
+    raw = d.query("SELECT uniqExact(session_id) AS n FROM obsd.events WHERE NOT is_bot AND device_type = 'mobile' "
+                  "AND type = 'pageview'")[0]
+    assert mobile["summary"]["visits"] == raw["n"]
+    for name in ("pages", "entry-pages", "sources", "goals", "props", "vitals"):
+        assert ok(d, name, filter="device=mobile")["filters"] == ["device=mobile"]
+    for bad, needle in (("colour=red", "filter key 'colour'"), ("page", "KEY=VALUE"), ("goal=Nope", "no such goal")):
+        r = http("GET", f"{d.base}/v1/stats/overview?{urlencode({'project': 'demo', 'filter': bad})}", headers=AUTH)
+        assert r.status == 400 and needle in r.json()["reason"], r.body
+    r = http("GET", f"{d.base}/v1/stats/overview?project=demo&compare=yesterday", headers=AUTH)
+    assert r.status == 400 and "compare" in r.json()["reason"]
