@@ -155,7 +155,7 @@ def settle(d: Daemon, sessions: list[Session], project: str = "demo", timeout: f
     expected = sum(1 for s in sessions if s.agent != BOT_AGENT for e in s.events if e["type"] == "pageview")
     deadline = time.monotonic() + timeout
     while True:
-        r = http("GET", f"{d.base}/v1/stats/overview?project={project}",
+        r = http("GET", f"{d.base}/v1/stats/overview?project={project}&since=7d",
                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         if r.status == 200 and r.json()["summary"]["pageviews"] == expected:
             return
