@@ -31,6 +31,8 @@ class Client:
     # A server-side SDK sent this for a visitor it does not identify: no visitor id, and no user agent
     # does not make it a bot (the UA, when there is one, is the visitor's, not the sender's).
     server_side: bool = False
+    region: str = ""  # imports only: a location the exported data already had (no GeoIP database needed)
+    city: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ class RowEncoder:
         """Country from the CDN header, else from the GeoIP database, with region and city when it knows them.
         A server-side sender's address is its own, not the visitor's: no lookup then."""
         if self.geoip is None or client.server_side or not client.ip:
-            return (client.country, "", "") if client.country else NOWHERE
+            return (client.country, client.region, client.city) if client.country else NOWHERE
         place = self.geoip.place(client.ip)
         if client.country and place[0] != client.country:
             return client.country, "", ""  # the header wins; the database's region is not of that country
