@@ -44,7 +44,7 @@ ROLLUPS = ("events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly"
 # Each report unfiltered, with two visit filters, and with a page (event) filter and a device filter.
 FILTER_SETS: tuple[tuple[str, list[str]], ...] = (
     ("none", []), ("country=DE, channel=search", ["country=DE", "channel=search"]),
-    ("page=/p/1, device=mobile", ["page=/p/1", "device=mobile"]))
+    ("page=/pricing, device=mobile", ["page=/pricing", "device=mobile"]))
 BENCH_PROJECT = ProjectSettings(
     id="demo", write_key="bench_write_key", goals=(
         GoalSettings(name="Purchase", event="purchase"), GoalSettings(name="Signup", event="signup"),

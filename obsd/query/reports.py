@@ -15,7 +15,7 @@ from obsd.errors import QueryError
 from obsd.query import conversions, filtered, visits
 from obsd.query.document import Report
 from obsd.query.filters import Goal, Sql
-from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day
+from obsd.query.params import DAY, HOUR, ReportError, ReportParams
 from obsd.query.releases import GROUP_PROTOCOLS, GROUP_RELEASES, release_health
 from obsd.query.scope import Scope
 from obsd.settings import ProjectSettings
@@ -149,7 +149,10 @@ class Reports:
         return Report(name, p, summary, table)
 
     def overview(self, p: ReportParams) -> Report:
-        """Visitors, visits, pageviews, bounce rate, visit duration, events and errors: totals and a series."""
+        """Visitors, visits, pageviews, bounce rate, visit duration, events and errors: totals and a series.
+
+        Visitors and sessions are those of the visits that began in the range (Plausible's sessions: a session
+        with a pageview or a custom event); pageviews, events and errors those that happened in it."""
         bucket = "toStartOfHour(start)" if p.bucket == "hour" else "toStartOfDay(start, 'UTC')"
         vsum, by_bucket = visits.visit_series(self._run_sql, self.scope(p), bucket)
         vbuckets = {_as_utc(b): v for b, v in by_bucket.items()}
@@ -166,58 +169,28 @@ class Reports:
                 rows.append([b, v.get("pageviews", 0), v.get("visitors", 0), v.get("visits", 0), v.get("events", 0),
                              v.get("errors", 0), *(v.get(k, 0) for k in keys)])
         else:
-            summary, rows = self._traffic(p)
+            # Pageviews, events and errors as they happened in each bucket (the hourly rollup: sums only);
+            # visitors and sessions are those of the visits that began in it, from the same visit rows as the
+            # visit metrics (merging a month of hourly uniq states cost as much as the whole visit scan).
+            counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sumIf(r.events, r.type = 'pageview') AS pv, "
+                             "sumIf(r.events, r.type != 'session') AS events, sumIf(r.events, r.type = 'error') "
+                             f"AS errors FROM {self.table('events_hourly')} AS r WHERE {self._where()} "
+                             "GROUP BY bucket", p)
+            per_bucket = {_as_utc(b): (int(pv), int(ev), int(err)) for b, pv, ev, err in counts.rows}
+            rows = []
+            for b in p.buckets():
+                pv, ev, err = per_bucket.get(b, (0, 0, 0))
+                v = vbuckets.get(b, {})
+                rows.append([b, pv, v.get("visitors", 0), v.get("visits", 0), ev, err, *(v.get(k, 0) for k in keys)])
+            pageviews = sum(r[1] for r in rows)
+            summary = {"pageviews": pageviews, "visitors": vsum["visitors"], "sessions": vsum["visits"],
+                       "events": sum(r[4] for r in rows), "errors": sum(r[5] for r in rows),
+                       "views_per_session": round(pageviews / vsum["visits"], 2) if vsum["visits"] else 0.0}
             summary.update({k: vsum[k] for k in keys})
-            for r in rows:
-                v = vbuckets.get(r[0], {})
-                r.extend(v.get(k, 0) for k in keys)
         series = QueryResult(["bucket", "pageviews", "visitors", "sessions", "events", "errors", *keys],
                              ["DateTime", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64", "Float64",
                               "Float64", "UInt64"], rows)
         return Report("overview", p, summary, series, series)
-
-    def _traffic(self, p: ReportParams) -> tuple[dict[str, Any], list[list[Any]]]:
-        """Pageviews, visitors, sessions, events and errors from the hourly and daily rollups (no filters)."""
-        t = self.table("events_hourly")
-        # Only pageview rows' uniq states are read (type is a key column, so the filter runs first);
-        # the range's uniques merge the per-bucket states, not every hourly state again.
-        pv_where = self._where("type = 'pageview'")
-        if p.bucket == "day" and p.since == floor_day(p.since) and (p.open_end or p.until == floor_day(p.until)):
-            # Whole days (today counts whole while the range runs to now): one state per day from
-            # traffic_daily instead of 24 from events_hourly.
-            source = ("SELECT toDateTime(day, 'UTC') AS bucket, sum(pageviews) AS pageviews, "
-                      "uniqMergeState(visitors) AS v, uniqMergeState(sessions) AS s "
-                      f"FROM {self.table('traffic_daily')} "
-                      "WHERE project_id = {project:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')) "
-                      "AND day < toDate(toDateTime({until:UInt32} - 1, 'UTC')) + 1 GROUP BY bucket")
-        else:
-            source = (f"SELECT {self._bucket(p)} AS bucket, sum(events) AS pageviews, uniqMergeState(visitors) AS v, "
-                      f"uniqMergeState(sessions) AS s FROM {t} WHERE {pv_where} "
-                      "GROUP BY bucket")
-        daily = source.startswith("SELECT toDateTime(day")
-        # Visitor ids rotate every UTC day, so over whole days the distinct ids are the sum of each
-        # day's: only sessions need their daily states merged for the range's total.
-        total_v = "sum(visitors) OVER ()" if daily else "uniqMerge(v) OVER ()"
-        uniques = self._q(
-            "SELECT bucket, pageviews, finalizeAggregation(v) AS visitors, finalizeAggregation(s) AS sessions, "
-            f"{total_v} AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ({source}) "
-            "ORDER BY bucket", p)
-        # Sentry session updates (type 'session') are release-health bookkeeping, not visitor events.
-        counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sumIf(r.events, r.type != 'session') AS events, "
-                         f"sumIf(r.events, r.type = 'error') AS errors FROM {t} AS r WHERE {self._where()} "
-                         "GROUP BY bucket", p)
-        per_bucket: dict[datetime, list[int]] = {}
-        for bucket, pv, vis, ses, *_ in uniques.rows:
-            per_bucket[_as_utc(bucket)] = [int(pv), int(vis), int(ses), 0, 0]
-        for bucket, ev, err in counts.rows:
-            per_bucket.setdefault(_as_utc(bucket), [0, 0, 0, 0, 0])[3:] = [int(ev), int(err)]
-        rows: list[list[Any]] = [[b, *per_bucket.get(b, [0, 0, 0, 0, 0])] for b in p.buckets()]
-        total_visitors, total_sessions = (int(uniques.rows[0][4]), int(uniques.rows[0][5])) if uniques.rows else (0, 0)
-        summary: dict[str, Any] = {
-            "pageviews": sum(r[1] for r in rows), "visitors": total_visitors, "sessions": total_sessions,
-            "events": sum(r[4] for r in rows), "errors": sum(r[5] for r in rows)}
-        summary["views_per_session"] = round(summary["pageviews"] / total_sessions, 2) if total_sessions else 0.0
-        return summary, rows
 
     def _top(self, t: str, key: str, where: str) -> str:
         """A filter to the top `limit` keys by pageviews: uniq states are then merged for those rows only."""
