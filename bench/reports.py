@@ -40,7 +40,7 @@ from obsd.store.migrations import Migrator
 
 CHUNK = 1_000_000
 ROLLUPS = ("events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly",
-           "vitals_metric_hourly", "errors_hourly", "traffic_daily", "visits")
+           "vitals_metric_hourly", "errors_hourly", "traffic_daily", "visits", "pages_daily", "events_daily")
 # Each report unfiltered, with two visit filters, and with a page (event) filter and a device filter.
 FILTER_SETS: tuple[tuple[str, list[str]], ...] = (
     ("none", []), ("country=DE, channel=search", ["country=DE", "channel=search"]),

@@ -96,7 +96,7 @@ def funnel(q: Query, s: Scope) -> tuple[dict[str, Any], QueryResult]:
             "GROUP BY level", s.params(), ("level", "n"))
     at_level = {int(level): int(n) for level, n in res.rows}
     reached = [sum(n for level, n in at_level.items() if level >= k) for k in range(1, len(steps) + 1)]
-    base = totals(q, s)
+    base = totals(q, s, visitors=False)
     rows: list[list[Any]] = []
     for k, ((label, _), n) in enumerate(zip(steps, reached, strict=True)):
         previous = reached[k - 1] if k else base["visits"]

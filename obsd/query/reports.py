@@ -15,7 +15,7 @@ from obsd.errors import QueryError
 from obsd.query import conversions, filtered, visits
 from obsd.query.document import Report
 from obsd.query.filters import Goal, Sql
-from obsd.query.params import DAY, HOUR, ReportError, ReportParams
+from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day
 from obsd.query.releases import GROUP_PROTOCOLS, GROUP_RELEASES, release_health
 from obsd.query.scope import Scope
 from obsd.settings import ProjectSettings
@@ -83,6 +83,15 @@ class Reports:
     def _where(self, extra: str = "") -> str:
         return ("project_id = {project:String} AND hour >= toDateTime({since:UInt32}, 'UTC') "
                 "AND hour < toDateTime({until:UInt32}, 'UTC')" + (f" AND {extra}" if extra else ""))
+
+    def _tier(self, p: ReportParams, rollup: str, extra: str) -> tuple[str, str]:
+        """The daily tier of a rollup when the range is whole days (today counts whole while the range runs to
+        now), else the hourly one: the table and its WHERE."""
+        if p.since == floor_day(p.since) and (p.open_end or p.until == floor_day(p.until)):
+            return self.table(f"{rollup}_daily"), (
+                "project_id = {project:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')) "
+                "AND day < toDate(toDateTime({until:UInt32} - 1, 'UTC')) + 1" + (f" AND {extra}" if extra else ""))
+        return self.table(f"{rollup}_hourly"), self._where(extra)
 
     def _bucket(self, p: ReportParams) -> str:
         return "hour" if p.bucket == "hour" else "toStartOfDay(hour, 'UTC')"
@@ -201,8 +210,7 @@ class Reports:
         """Top pages by pageviews, with visitors, sessions and share of all pageviews."""
         if p.filters:
             return self._filtered("pages", p, filtered.pages)
-        t = self.table("pages_hourly")
-        where = self._where("path = {path:String}" if p.path else "")
+        t, where = self._tier(p, "pages", "path = {path:String}" if p.path else "")
         total = self._q(f"SELECT sum(pageviews), uniqExact(path) FROM {t} WHERE {where}", p)
         pv, pages = (int(x or 0) for x in total.rows[0])
         res = self._q(
@@ -314,8 +322,7 @@ class Reports:
         """Event counts by type and name (custom events by their name), with visitors."""
         if p.filters:
             return self._filtered("events", p, filtered.events)
-        t = self.table("events_hourly")
-        where = self._where("type = {type:String}" if p.type else "")
+        t, where = self._tier(p, "events", "type = {type:String}" if p.type else "")
         res = self._q(
             "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors "
             f"FROM {t} WHERE {where} GROUP BY type, name "

@@ -70,9 +70,9 @@ def _clean(res: QueryResult) -> QueryResult:
     return QueryResult(res.columns, res.types, rows, res.truncated)
 
 
-def totals(q: Query, s: Scope) -> dict[str, Any]:
+def totals(q: Query, s: Scope, *, visitors: bool = True) -> dict[str, Any]:
     """The range's visits and visitors under the report's filters (the denominators of shares and rates)."""
-    res = q(f"SELECT count(), {VISITORS} FROM {s.visits_range}{s.visit_where()}", s.params(), ())
+    res = q(f"SELECT count(), {VISITORS if visitors else '0'} FROM {s.visits_range}{s.visit_where()}", s.params(), ())
     visits, visitors = (int(x or 0) for x in res.rows[0]) if res.rows else (0, 0)
     return {"visits": visits, "visitors": visitors}
 

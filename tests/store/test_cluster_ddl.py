@@ -16,7 +16,7 @@ from tests import traffic
 from tests.harness import ROOT, now_ms
 
 ROLLUPS = ["events_hourly", "pages_hourly", "referrers_hourly", "devices_hourly", "vitals_hourly", "traffic_daily",
-           "vitals_metric_hourly", "errors_hourly", "release_sessions_hourly", "visits"]
+           "vitals_metric_hourly", "errors_hourly", "release_sessions_hourly", "visits", "pages_daily", "events_daily"]
 # Visits must meet their partial rows on one shard: events_all and visits_all shard by session.
 SHARDING = {"events": "cityHash64(session_id)", "visits": "sid"}
 
