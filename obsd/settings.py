@@ -101,6 +101,7 @@ class PrivacySettings(_Section, frozen=True):
     allowed_query_params: tuple[str, ...] = ("utm_*",)
     drop_bots: bool = False
     country_header: str = ""
+    geoip_db: str = ""
 
 
 class RateLimitSettings(_Section, frozen=True):
@@ -113,6 +114,22 @@ class RateLimitSettings(_Section, frozen=True):
     ipv6_prefix: int = 64
 
 
+class GoalSettings(_Section, frozen=True):
+    """A conversion: a pageview of a path (`*` matches any characters) or a custom event, maybe with props."""
+
+    name: str
+    page: str = ""
+    event: str = ""
+    props: dict[str, str] = {}
+
+
+class FunnelSettings(_Section, frozen=True):
+    """An ordered list of goals a visit passes through."""
+
+    name: str
+    steps: tuple[str, ...]
+
+
 class ProjectSettings(_Section, frozen=True):
     """One site that sends events, with its write key and allowed browser origins."""
 
@@ -121,6 +138,8 @@ class ProjectSettings(_Section, frozen=True):
     allowed_origins: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
     sentry_id: int = 0
+    goals: tuple[GoalSettings, ...] = ()
+    funnels: tuple[FunnelSettings, ...] = ()
 
 
 class Settings(_Section, frozen=True):
@@ -272,6 +291,10 @@ def _privacy_rules(s: Settings) -> None:
         except ValueError as exc:
             raise ConfigError(f"projects[{i}].allowed_origins for {p.id!r}: {exc}; write origins like "
                               "\"https://shop.example\" or \"*.shop.example\"") from exc
+    db = s.privacy.geoip_db
+    if db and not Path(db).is_file():
+        raise ConfigError(f"privacy.geoip_db = {db!r} is not a file; give the path of a MaxMind-format .mmdb "
+                          "(GeoLite2-City, GeoIP2-City or a Country file), or leave it empty")
     rl = s.rate_limit
     for name, value in (("per_project_rps", rl.per_project_rps), ("per_project_burst", rl.per_project_burst),
                         ("per_ip_rps", rl.per_ip_rps), ("per_ip_burst", rl.per_ip_burst)):
@@ -347,6 +370,33 @@ def validate(s: Settings) -> None:
         ids.add(p.id)
         keys.add(p.write_key)
     _compat_ids(s)
+    for i, p in enumerate(s.projects):
+        _conversions(i, p)
+
+
+def _conversions(i: int, p: ProjectSettings) -> None:
+    """Goals name one thing each; funnels are 2-8 goals of the same project."""
+    names: set[str] = set()
+    for j, g in enumerate(p.goals):
+        where = f"projects[{i}].goals[{j}] of {p.id!r}"
+        if not g.name or len(g.name) > 120 or g.name in names:
+            raise ConfigError(f"{where}: give each goal a unique name of 1-120 characters")
+        names.add(g.name)
+        if bool(g.page) == bool(g.event):
+            raise ConfigError(f"{where} ({g.name!r}): set exactly one of page = \"/path\" (a pageview; * matches "
+                              "any characters) or event = \"Name\" (a custom event)")
+        if (g.page and not g.page.startswith("/")) or (g.props and not g.event):
+            raise ConfigError(f"{where} ({g.name!r}): page starts with / (\"/blog/*\"); props go with event")
+    for j, f in enumerate(p.funnels):
+        where = f"projects[{i}].funnels[{j}] of {p.id!r}"
+        if not f.name or any(o.name == f.name for o in p.funnels[:j]):
+            raise ConfigError(f"{where}: give each funnel a unique name")
+        if not 2 <= len(f.steps) <= 8:
+            raise ConfigError(f"{where} ({f.name!r}): a funnel has 2 to 8 steps, each the name of a goal")
+        missing = [st for st in f.steps if st not in names]
+        if missing:
+            raise ConfigError(f"{where} ({f.name!r}): steps {missing} are not goals of this project; define them "
+                              "in [[projects.goals]] first")
 
 
 def _compat_ids(s: Settings) -> None:

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from obsd.ingest.channels import classify
 from obsd.store.client import Store
 from tests.harness import ADMIN_TOKEN, Daemon, http
 
@@ -44,25 +45,35 @@ BUGS = {
 
 @dataclass
 class Session:
-    """One visit: a browser, a session id and its events (wire format)."""
+    """One visit: a browser, a session id and its events (wire format), from a visitor's address."""
 
     agent: str
     session_id: str
     referrer: str
     events: list[dict[str, Any]] = field(default_factory=list)
     bugs: list[str] = field(default_factory=list)
+    ip: str = "127.0.0.1"
+
+    def headers(self) -> dict[str, str]:
+        """What the visitor's browser sends (a daemon with trusted_proxies = ["127.0.0.1"] reads the address)."""
+        return {"User-Agent": self.agent, "X-Forwarded-For": self.ip}
 
 
 def sessions(n: int, *, now_ms: int, span_h: float = 20.0, seed: int = 7, bots: int = 2) -> list[Session]:
     """n human sessions spread over the last span_h hours, plus some bot sessions."""
     rnd = random.Random(seed)
     out: list[Session] = []
+    # About 1.3 visits per visitor, as on real sites: each visitor keeps one address and one browser.
+    pool = max(1, int(n / 1.3))
     for i in range(n + bots):
         bot = i >= n
-        agent = BOT_AGENT if bot else AGENTS[rnd.randrange(len(AGENTS))][0]
+        rnd.randrange(len(AGENTS))  # (kept: the draws below stay as they were)
+        visitor = random.Random(seed * 7919 + i).randrange(pool)
+        agent = BOT_AGENT if bot else AGENTS[visitor % len(AGENTS)][0]
+        ip = f"198.{18 + visitor // 65536 % 2}.{visitor // 256 % 256}.{visitor % 256}"
         # A session lasts at most ~8 minutes; starting 12+ minutes back keeps every event in the past.
         start = now_ms - int(rnd.uniform(0.2, span_h) * 3_600_000)
-        s = Session(agent, hashlib.sha1(f"{seed}-{i}".encode()).hexdigest()[:16], rnd.choice(REFERRERS))
+        s = Session(agent, hashlib.sha1(f"{seed}-{i}".encode()).hexdigest()[:16], rnd.choice(REFERRERS), ip=ip)
         t = start
         for _ in range(rnd.randint(1, 4)):
             path = rnd.choice(PATHS)
@@ -109,14 +120,18 @@ def rows_of(s: Session, project: str = "demo") -> list[dict[str, Any]]:
     agent = next((a for a in AGENTS if a[0] == s.agent), None)
     browser, os_, device = (agent[1], agent[2], agent[3]) if agent else ("Googlebot", "Other", "bot")
     rows = []
+    first_pageview = next((e["id"] for e in s.events if e["type"] == "pageview"), None)
     for e in s.events:
-        # As obsd's visitor hash: the same browser is another visitor id on each UTC day.
+        # As obsd's visitor hash: the same address and browser is another visitor id on each UTC day.
         day = e["ts"] // 86_400_000
-        visitor = int.from_bytes(hashlib.sha256(f"{s.agent}|{day}".encode()).digest()[:8], "big")
+        visitor = int.from_bytes(hashlib.sha256(f"{s.ip}|{s.agent}|{day}".encode()).digest()[:8], "big")
         url = e.get("url", "")
         ref = e.get("referrer", "")
         ref_host = ref.split("/")[2] if ref.startswith("http") else ""
+        source, channel = classify(ref, url, HOST) if e["type"] == "pageview" else ("", "")
         rows.append({
+            "session_start": s.events[0]["ts"] // 1000, "is_entry": e["id"] == first_pageview, "source": source,
+            "channel": channel,
             "project_id": project, "event_id": e["id"], "type": e["type"], "name": e.get("name", ""),
             "ts": e["ts"] / 1000, "received_at": e["ts"] / 1000, "session_id": s.session_id, "visitor_id": visitor,
             "url": url, "hostname": HOST, "path": url.split(HOST, 1)[1] if HOST in url else "", "referrer": ref,
@@ -140,7 +155,7 @@ def settle(d: Daemon, sessions: list[Session], project: str = "demo", timeout: f
     expected = sum(1 for s in sessions if s.agent != BOT_AGENT for e in s.events if e["type"] == "pageview")
     deadline = time.monotonic() + timeout
     while True:
-        r = http("GET", f"{d.base}/v1/stats/overview?project={project}",
+        r = http("GET", f"{d.base}/v1/stats/overview?project={project}&since=7d",
                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         if r.status == 200 and r.json()["summary"]["pageviews"] == expected:
             return

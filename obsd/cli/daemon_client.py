@@ -63,9 +63,9 @@ class DaemonClient:
         out = self._call("POST", "/v1/admin/query", {"sql": sql, "max_rows": max_rows})
         return QueryResult(out["columns"], out["types"], out["rows"], out.get("truncated", False))
 
-    def stats(self, report: str, params: dict[str, str]) -> dict[str, Any]:
-        """A report from the daemon's query API (GET /v1/stats/<report>)."""
-        query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
+    def stats(self, report: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A report from the daemon's query API (GET /v1/stats/<report>); list values repeat the parameter."""
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v}, doseq=True)
         result: dict[str, Any] = self._call("GET", f"/v1/stats/{report}" + (f"?{query}" if query else ""))
         return result
 

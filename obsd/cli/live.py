@@ -116,6 +116,17 @@ def tail(
         raise fail(exc) from exc
 
 
+def current_visitors(daemon: Any, doc: dict[str, Any]) -> dict[str, int | None]:
+    """Visitors with an event in the last 5 minutes, per project (None where the report could not run)."""
+    out: dict[str, int | None] = {}
+    for project in doc.get("projects", []):
+        try:
+            out[project] = int(daemon.stats("realtime", {"project": project})["summary"]["current_visitors"])
+        except (ObsdError, KeyError, TypeError, ValueError):
+            out[project] = None
+    return out
+
+
 @app.command()
 def status(
     config: ConfigOpt = None,
@@ -123,7 +134,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="With --once: the raw status document.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 2.0,
 ) -> None:
-    """A live view of the running daemon: rates, buffer and spool fill, rejects, store health."""
+    """A live view of the running daemon: rates, buffer and spool fill, rejects, store health, current visitors."""
     from obsd.cli.daemon_client import DaemonClient
     from obsd.cli.status_view import StatusView, unreachable
 
@@ -135,13 +146,14 @@ def status(
             if as_json:
                 sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
             else:
-                view.update(doc)
+                view.update(doc, current_visitors(daemon, doc))
                 out.print(view.render())
             raise typer.Exit(0 if doc.get("ready") else 1)
         with Live(view.render(), console=out, auto_refresh=False, screen=False) as live:
             while True:
                 try:
-                    view.update(daemon.status())
+                    doc = daemon.status()
+                    view.update(doc, current_visitors(daemon, doc))
                     live.update(view.render(), refresh=True)
                 except DaemonError as exc:
                     live.update(unreachable(daemon.base, str(exc)), refresh=True)

@@ -31,15 +31,31 @@ def _report_command(name: str, summary: str) -> None:
         path: Annotated[str | None, typer.Option(help="Only this page (pages, vitals).")] = None,
         type_: Annotated[str | None, typer.Option("--type", help="Only this event type (events, recent).")]
         = None,
-        by: Annotated[str | None, typer.Option(help="vitals: group by metric, path or device.")] = None,
-        release: Annotated[str | None, typer.Option(help="Only this release (errors, releases).")] = None,
-        environment: Annotated[str | None, typer.Option(help="Only this environment (errors, releases).")] = None,
+        by: Annotated[str | None, typer.Option(help="vitals: metric, path or device; sources: source or channel; "
+                                               "utm: one utm_* key; locations: country, region or city.")] = None,
+        release: Annotated[str | None, typer.Option(help="Only this release (the filter release=…).")] = None,
+        environment: Annotated[str | None, typer.Option(help="Only this environment (the filter "
+                                                        "environment=…).")] = None,
+        filter_: Annotated[list[str] | None, typer.Option(
+            "--filter", help="KEY=VALUE, KEY!=VALUE or KEY~VALUE (contains); repeat to AND them. Keys: page, "
+            "entry_page, exit_page, hostname, source, referrer, channel, utm_*, country, region, city, device, "
+            "browser, os, event, goal, release, environment, prop:<key>.")] = None,
+        compare: Annotated[str | None, typer.Option(help="previous (the same length just before) or "
+                                                    "YYYY-MM-DD..YYYY-MM-DD: earlier values and changes.")] = None,
+        step: Annotated[list[str] | None, typer.Option(help="funnel: a step, in order: page=/path (* for any "
+                                                       "characters), event=Name or goal=Name.")] = None,
+        funnel: Annotated[str | None, typer.Option(help="funnel: a funnel of [[projects.funnels]].")] = None,
+        event: Annotated[str | None, typer.Option(help="props: the custom event (default: the most frequent).")]
+        = None,
+        prop: Annotated[str | None, typer.Option(help="props: the property to group by.")] = None,
     ) -> None:
         from obsd.cli.report_view import render, to_csv
 
         check_format(fmt)
-        raw = {"project": project, "since": since, "until": until, "limit": str(limit), "bucket": bucket,
-               "path": path, "type": type_, "by": by, "release": release, "environment": environment}
+        raw: dict[str, Any] = {"project": project, "since": since, "until": until, "limit": str(limit),
+                               "bucket": bucket, "path": path, "type": type_, "by": by, "release": release,
+                               "environment": environment, "filter": filter_, "compare": compare, "step": step,
+                               "funnel": funnel, "event": event, "prop": prop}
         try:
             doc = run_report(config, name, {k: v for k, v in raw.items() if v})
         except ObsdError as exc:
@@ -55,7 +71,7 @@ def _report_command(name: str, summary: str) -> None:
     report_app.command(name)(command)
 
 
-def run_report(config: Path | None, name: str, raw: dict[str, str]) -> dict[str, Any]:
+def run_report(config: Path | None, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     """A report document: from the running daemon when there is one, else from the store directly."""
     from obsd.query.params import ReportError, parse_params
     from obsd.query.reports import Reports
@@ -69,7 +85,8 @@ def run_report(config: Path | None, name: str, raw: dict[str, str]) -> dict[str,
 
     def from_store(store: Any) -> dict[str, Any]:
         reports = Reports(limit_reads(store, settings), settings.clickhouse.database,
-                          cluster=bool(settings.clickhouse.cluster), timeout_s=settings.clickhouse.query_timeout_s)
+                          cluster=bool(settings.clickhouse.cluster), timeout_s=settings.clickhouse.query_timeout_s,
+                          projects=settings.projects)
         return reports.run(name, params).to_json()
 
     return through_daemon_or_store(settings, lambda daemon: daemon.stats(name, raw), from_store,
@@ -86,6 +103,15 @@ for _name, _summary in (
     ("events", "Event counts by type and name, with visitors."),
     ("recent", "The latest events in the range, newest first."),
     ("releases", "Sessions per release (Sentry release health): crash-free and unhandled-free shares, errors."),
+    ("entry-pages", "Pages visits began on: visits, visitors, bounce rate, visit duration."),
+    ("exit-pages", "Pages visits ended on: visits, visitors, bounce rate, visit duration."),
+    ("sources", "Where visits came from: source and channel (direct, search, social, email, paid, referral)."),
+    ("utm", "Campaigns: utm_source, utm_medium, utm_campaign, utm_content and utm_term of landing pages."),
+    ("locations", "Visits by country; --by region or city where GeoIP knows them."),
+    ("props", "A custom event's property values: counts, visitors and sums of numeric properties."),
+    ("goals", "Conversions and conversion rate of the project's goals ([[projects.goals]])."),
+    ("funnel", "Visits reaching each step in order within one visit, and the drop-off (--funnel or --step)."),
+    ("realtime", "Current visitors: anyone with an event in the last 5 minutes, and their pages."),
 ):
     _report_command(_name, _summary)
 

@@ -15,7 +15,10 @@ SPARKS = "▁▂▃▄▅▆▇█"
 RATING_STYLE = {"good": "green", "needs-improvement": "yellow", "poor": "red"}
 TITLES = {"overview": "Overview", "pages": "Top pages", "referrers": "Referrers", "devices": "Devices",
           "vitals": "Web Vitals", "errors": "Error groups", "events": "Events", "recent": "Recent events",
-          "releases": "Release health"}
+          "releases": "Release health", "entry-pages": "Entry pages", "exit-pages": "Exit pages",
+          "sources": "Sources", "utm": "Campaigns", "locations": "Locations", "props": "Properties",
+          "goals": "Goals", "funnel": "Funnel", "realtime": "Current visitors"}
+VISIT_REPORTS = ("entry-pages", "exit-pages", "sources", "utm", "locations")
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -60,8 +63,26 @@ def _header(doc: dict[str, Any]) -> Text:
     title = TITLES.get(doc["report"], doc["report"])
     since, until = doc["since"].replace("T", " ")[:16], doc["until"].replace("T", " ")[:16]
     head = Text.assemble((title, "bold"), f" · {doc['project']} · {since} → {until} UTC", style="")
-    summary = "   ".join(f"{k.replace('_', ' ')}: {number(v)}" for k, v in doc.get("summary", {}).items())
-    return Text.assemble(head, "\n", (summary, "cyan")) if summary else head
+    change = doc.get("change") or {}
+    summary = "   ".join(f"{k.replace('_', ' ')}: {number(v)}" + _change(change, k)
+                         for k, v in doc.get("summary", {}).items() if not isinstance(v, list))
+    out = Text.assemble(head, "\n", (summary, "cyan")) if summary else head
+    if doc.get("filters"):
+        out.append("\nfilters: " + " AND ".join(doc["filters"]), style="yellow")
+    if "compare" in doc:
+        c = doc["compare"]
+        out.append(f"\ncompared with {c['since'][:16].replace('T', ' ')} → {c['until'][:16].replace('T', ' ')}",
+                   style="dim")
+    for note in doc.get("notes", []):
+        out.append(f"\n{note}", style="dim italic")
+    return out
+
+
+def _change(change: dict[str, Any], key: str) -> str:
+    if key not in change:
+        return ""
+    c = change[key]
+    return " (new)" if c is None else f" ({'+' if c > 0 else ''}{c:g}%)"
 
 
 def _table(doc: dict[str, Any], columns: list[tuple[str, str]], rows: list[dict[str, Any]],
@@ -92,8 +113,8 @@ def render(doc: dict[str, Any]) -> RenderableType:
         top = max(pv, default=0) or 1
         shown = [dict(r, bucket=r["bucket"].replace("T", " ")[: 13 if doc["bucket"] == "hour" else 10],
                       _share=r["pageviews"] / top) for r in rows]
-        parts.append(_table(doc, [("bucket", "l"), ("pageviews", "r"), ("visitors", "r"), ("sessions", "r"),
-                                  ("errors", "r")], shown, "_share"))
+        parts.append(_table(doc, [("bucket", "l"), ("pageviews", "r"), ("visitors", "r"), ("visits", "r"),
+                                  ("bounce_rate", "r"), ("visit_duration", "r"), ("errors", "r")], shown, "_share"))
     elif name in ("pages", "referrers"):
         key = "path" if name == "pages" else "referrer"
         parts.append(_table(doc, [(key, "l"), ("visitors", "r"), ("pageviews", "r"), ("share", "r")],
@@ -119,6 +140,23 @@ def render(doc: dict[str, Any]) -> RenderableType:
         parts.append(t)
     elif name == "releases":
         parts.append(_releases(rows))
+    elif name in VISIT_REPORTS:
+        keys = [c for c in doc["columns"] if c not in ("visits", "visitors", "bounce_rate", "visit_duration")]
+        top = max((r["visits"] for r in rows), default=0) or 1
+        shown = [dict(r, bounce_rate=f"{r['bounce_rate']:.1f}%", visit_duration=f"{r['visit_duration']} s",
+                      _s=r["visits"] / top) for r in rows]
+        parts.append(_table(doc, [*((k, "l") for k in keys), ("visits", "r"), ("visitors", "r"),
+                                  ("bounce_rate", "r"), ("visit_duration", "r")], shown, "_s"))
+    elif name == "funnel":
+        first = rows[0]["visits"] if rows else 0
+        parts.append(_table(doc, [("step", "r"), ("name", "l"), ("visits", "r"), ("dropoff", "r"),
+                                  ("of_first_step", "r")],
+                            [dict(r, of_first_step=f"{r['of_first_step']:.1f}%", _s=r["visits"] / (first or 1))
+                             for r in rows], "_s"))
+    elif name == "goals":
+        parts.append(_table(doc, [("goal", "l"), ("visitors", "r"), ("conversions", "r"), ("conversion_rate", "r")],
+                            [dict(r, conversion_rate=f"{r['conversion_rate']:.1f}%", _s=r["conversion_rate"] / 100)
+                             for r in rows], "_s"))
     else:
         cols = [(c, "r" if rows and isinstance(rows[0].get(c), int | float) else "l") for c in doc["columns"]]
         parts.append(_table(doc, cols, rows))

@@ -36,6 +36,8 @@ class _ImportLine(msgspec.Struct):
     sdk: Sdk
     sent_at: float | None
     session_id: str | None
+    session_start: float | None
+    release: str | None
     context: Context
     client: ImportClient
 
@@ -47,7 +49,7 @@ def import_lines(sessions: list[Session]) -> bytes:
     """An import body: one envelope per line with its client context."""
     return _encode.encode_lines([
         _ImportLine(s.envelope.events, s.envelope.sdk, s.envelope.sent_at, s.envelope.session_id,
-                    s.envelope.context, s.client) for s in sessions])
+                    s.envelope.session_start, s.envelope.release, s.envelope.context, s.client) for s in sessions])
 
 
 Progress = Callable[[int], None]
@@ -66,8 +68,9 @@ class SeedPlan:
 
     @property
     def visitors(self) -> int:
-        """Size of the visitor pool (some visitors come back)."""
-        return max(10, self.events // 30)
+        """Size of the visitor pool: 1.5 x the sessions of a day (a session is ~29 events), so about 1.4 visits
+        per visitor-day, as on real sites."""
+        return max(10, int(1.5 * self.events / 29 / max(self.days, 1)))
 
     def shards(self) -> list[tuple[int, int]]:
         """(stream, events) of each shard; together they make exactly `events` events."""
@@ -119,7 +122,8 @@ def _row_shard(plan: SeedPlan, stream: int, events: int) -> Shard:
     now = time.time()
     for s in plan.generator(stream, events).sessions():
         c = s.client
-        enc = encoder.encode(plan.project, Decoded(s.envelope, None, []), Client(c.ip, c.user_agent, c.country), now)
+        enc = encoder.encode(plan.project, Decoded(s.envelope, None, []),
+                             Client(c.ip, c.user_agent, c.country, region=c.region, city=c.city), now)
         parts.append(enc.data)
         accepted += enc.accepted
         rejected += len(enc.rejected)

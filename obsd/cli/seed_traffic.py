@@ -26,7 +26,7 @@ from obsd.ingest.importer import ImportClient
 from obsd.ingest.wire import Context, Envelope, Event, Sdk
 
 SITE = "https://shop.example"
-SDK = Sdk("obsd-js", "0.1.0")
+SDK = Sdk("obsd-js", "0.2.0")
 PRODUCTS = [f"/p/{i}" for i in range(1, 41)]
 CATEGORIES = ["/c/shoes", "/c/jackets", "/c/bags", "/c/accessories", "/c/sale"]
 POSTS = ["/blog/how-we-measure", "/blog/spring-lookbook", "/blog/care-guide", "/blog/sizing", "/blog/2025-recap"]
@@ -55,15 +55,35 @@ ENTRIES = [("home", 45), ("product", 22), ("category", 12), ("post", 12), ("sear
 
 # (referrer, utm query, weight): direct traffic, search, social, links and campaigns.
 SOURCES: list[tuple[str, str, float]] = [
-    ("", "", 30), ("https://www.google.com/", "", 28), ("https://www.bing.com/", "", 4),
-    ("https://duckduckgo.com/", "", 4), ("https://t.co/", "", 3), ("https://www.facebook.com/", "", 4),
-    ("https://www.reddit.com/", "", 3), ("https://news.ycombinator.com/", "", 2),
-    ("https://www.instagram.com/", "", 3),
-    ("", "utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale", 7),
-    ("https://www.google.com/", "utm_source=google&utm_medium=cpc&utm_campaign=brand", 6),
-    ("https://www.facebook.com/", "utm_source=facebook&utm_medium=paid_social&utm_campaign=retargeting", 4),
-    ("https://partner-blog.example/", "utm_source=partner&utm_medium=referral&utm_campaign=affiliate", 2),
+    ("", "", 27), ("https://www.google.com/", "", 19), ("https://www.google.de/", "", 3),
+    ("https://www.google.co.uk/", "", 2), ("https://www.bing.com/", "", 3), ("https://duckduckgo.com/", "", 2.5),
+    ("https://www.ecosia.org/", "", 0.5), ("https://t.co/", "", 3), ("https://l.facebook.com/", "", 3),
+    ("https://www.reddit.com/", "", 2), ("https://news.ycombinator.com/", "", 2),
+    ("https://www.linkedin.com/", "", 1.5),
+    ("https://l.instagram.com/", "", 1.5), ("https://www.youtube.com/", "", 1), ("https://github.com/", "", 1),
+    ("https://chatgpt.com/", "", 1), ("https://partner-blog.example/best-shoes", "", 2),
+    ("https://en.wikipedia.org/wiki/Running_shoe", "", 1), ("https://mail.google.com/", "", 0.5),
+    ("", "utm_source=newsletter&utm_medium=email&utm_campaign={c}&utm_content={x}", 5),
+    # Ad clicks: the click ids tell obsd they were paid, and the URL scrubber drops them afterwards.
+    ("https://www.google.com/", "utm_source=google&utm_medium=cpc&utm_campaign={c}&utm_term={t}&utm_content={x}"
+     "&gclid=Cj0KCQiA", 5),
+    ("https://www.bing.com/", "utm_source=bing&utm_medium=cpc&utm_campaign={c}&utm_term={t}&msclkid=7f3a", 1),
+    ("https://l.facebook.com/", "utm_source=facebook&utm_medium=paid_social&utm_campaign={c}&utm_content={x}", 3),
+    ("", "utm_source=partner&utm_medium=affiliate&utm_campaign=affiliate_q4", 2),
+    ("https://www.instagram.com/", "utm_source=ig&utm_medium=social&utm_campaign={c}", 1),
 ]
+CAMPAIGNS = ["spring_sale", "black_friday", "brand", "retargeting", "new_arrivals"]
+TERMS = ["running+shoes", "waterproof+jacket", "shop+example", "leather+bag", "gift+ideas"]
+CONTENTS = ["hero_image", "header_cta", "footer_link", "carousel", "video_ad"]
+# (country, region ISO 3166-2, city, weight): where visitors are, as a GeoIP database would tell.
+PLACES = [("US", "US-CA", "San Francisco", 8), ("US", "US-NY", "New York", 8), ("US", "US-TX", "Austin", 5),
+          ("US", "US-IL", "Chicago", 5), ("DE", "DE-BE", "Berlin", 6), ("DE", "DE-BY", "Munich", 4),
+          ("GB", "GB-ENG", "London", 7), ("GB", "GB-SCT", "Edinburgh", 3), ("FR", "FR-IDF", "Paris", 5),
+          ("NL", "NL-NH", "Amsterdam", 4), ("IN", "IN-MH", "Mumbai", 3), ("BR", "BR-SP", "São Paulo", 5),
+          ("JP", "JP-13", "Tokyo", 5), ("CA", "CA-ON", "Toronto", 4), ("AU", "AU-NSW", "Sydney", 4),
+          ("ES", "ES-MD", "Madrid", 3), ("PL", "", "", 2), ("SE", "", "", 2), ("", "", "", 2)]
+# The site ships a new release twice over the window: (share of the window elapsed, release).
+RELEASES = [(0.0, "v1.4.0"), (0.35, "v1.5.0"), (0.75, "v1.6.0")]
 
 # (user agent, screen, viewport, weight)
 DEVICES: list[tuple[str, tuple[int, int], tuple[int, int], float]] = [
@@ -143,6 +163,7 @@ _ENTRY = _Choice([(n, w) for n, w in ENTRIES])
 _SOURCE = _Choice([((r, q), w) for r, q, w in SOURCES])
 _DEVICE = _Choice([((ua, s, v), w) for ua, s, v, w in DEVICES])
 _LOCALE = _Choice([((lang, tz, c), w) for lang, tz, c, w in LOCALES])
+_PLACE = _Choice([((c, r, city), w) for c, r, city, w in PLACES])
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,13 +235,20 @@ class Generator:
 
     def _session(self, budget: int) -> Session:
         rng = self.rng
-        visitor = rng.randrange(self.visitors)
-        vrng = random.Random(self.seed * 1_000_003 + visitor)  # a visitor keeps device, locale and IP
-        ua, screen, viewport = _DEVICE.pick(vrng)
-        lang, tz, country = _LOCALE.pick(vrng)
-        ip = f"{vrng.randrange(11, 223)}.{vrng.randrange(256)}.{vrng.randrange(256)}.{vrng.randrange(1, 255)}"
-        referrer, utm = _SOURCE.pick(rng)
         t = self._session_start()
+        # A visitor is drawn from that day's pool (1.5 x the day's sessions: ~1.4 visits per visitor-day, as on
+        # real sites), and keeps device, locale and place; the address changes with the day, so seeded visitor
+        # ids rotate like live ones.
+        day = int(t // 86_400)
+        visitor = rng.randrange(self.visitors)
+        vrng = random.Random(self.seed * 1_000_003 + visitor)
+        ua, screen, viewport = _DEVICE.pick(vrng)
+        lang, tz, _ = _LOCALE.pick(vrng)
+        country, region, city = _PLACE.pick(vrng)
+        drng = random.Random(visitor * 100_003 + day)
+        ip = f"{drng.randrange(11, 223)}.{drng.randrange(256)}.{drng.randrange(256)}.{drng.randrange(1, 255)}"
+        referrer, utm = _SOURCE.pick(rng)
+        utm = utm.format(c=rng.choice(CAMPAIGNS), t=rng.choice(TERMS), x=rng.choice(CONTENTS))
         mobile = screen[0] < 800
         events: list[Event] = []
         page_kind = _ENTRY.pick(rng)
@@ -233,7 +261,8 @@ class Generator:
             url = SITE + path + (f"?{utm}" if utm and pages == 0 else "")
             first_url = first_url or url
             title = TITLES.get(path) or path.rsplit("/", 1)[-1].replace("-", " ").title()
-            events.append(Event(self._uuid(), "pageview", t * 1000, url=url, referrer=prev_url, title=title))
+            events.append(Event(self._uuid(), "pageview", t * 1000, url=url, referrer=prev_url, title=title,
+                                entry=pages == 0 or None))
             t += rng.uniform(0.3, 2.5)
             for name, median, sd, good, poor in VITALS:
                 if name == "INP" and rng.random() < 0.4:
@@ -285,9 +314,11 @@ class Generator:
         events = events[:budget]
         ctx = Context(url=first_url, referrer=referrer, title="", language=lang, timezone=tz,
                       screen=screen, viewport=viewport)
+        release = next(r for share, r in reversed(RELEASES) if t >= self.start + share * (self.end - self.start))
         env = Envelope(events=events, sdk=SDK, sent_at=events[-1].ts, session_id=self._uuid().replace("-", "")[:16],
+                       session_start=events[0].ts, release=release,
                        context=ctx)
-        return Session(env, ImportClient(ip=ip, user_agent=ua, country=country))
+        return Session(env, ImportClient(ip=ip, user_agent=ua, country=country, region=region, city=city))
 
     def _path(self, kind: str) -> str:
         rng = self.rng

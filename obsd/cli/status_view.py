@@ -61,8 +61,9 @@ class StatusView:
     current: Sample | None = None
     history: list[float] = field(default_factory=list)
 
-    def update(self, doc: dict[str, Any]) -> None:
-        """Take a new status document."""
+    def update(self, doc: dict[str, Any], visitors: dict[str, int | None] | None = None) -> None:
+        """Take a new status document (and each project's current visitors, when known)."""
+        self.visitors: dict[str, int | None] = visitors or {}
         self.previous, self.current = self.current, Sample(doc)
         if self.previous is not None and self.current.at < self.previous.at:
             self.previous = None  # the daemon restarted: rates start over
@@ -102,7 +103,19 @@ class StatusView:
             f"  up {_duration(cur.at)}  durability={d.get('durability', '?')}  "
             f"projects={','.join(d.get('projects', [])) or '-'}",
         )
-        return Group(head, self._flow(), self._fill(), self._health(), self._stages(), self._rejects(), self._tail())
+        return Group(head, self._now(), self._flow(), self._fill(), self._health(), self._stages(), self._rejects(),
+                     self._tail())
+
+    def _now(self) -> RenderableType:
+        visitors = getattr(self, "visitors", {})
+        if not visitors:
+            return Text("")
+        line = Text.assemble(("current visitors ", "bold"), "(last 5 minutes): ")
+        for project, n in visitors.items():
+            line.append(f"{project} ")
+            line.append("-" if n is None else f"{n:,}", style="bold green")
+            line.append("  ")
+        return line
 
     def _flow(self) -> Table:
         cur = self.current

@@ -33,8 +33,11 @@ class IngestConfig:
     @classmethod
     def build(cls, settings: Settings, visitors: VisitorHasher, previous: IngestConfig | None = None) -> IngestConfig:
         """A snapshot of `settings`; rate-limit buckets whose rule is unchanged carry over from `previous`."""
+        # Sessions seen (for older SDKs' entry pageviews) and an open GeoIP file outlive a reload.
+        old = previous.encoder if previous else None
+        encoder = RowEncoder(settings, visitors, entries=old.entries if old else None, geoip=old.geoip if old else None)
         return cls(settings, Projects(settings.projects), RequestGate(settings, previous.gate if previous else None),
-                   RowEncoder(settings, visitors))
+                   encoder)
 
 
 class IngestRoute:

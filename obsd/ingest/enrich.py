@@ -9,7 +9,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from obsd.ingest.wire import Decoded, Event, Rejected, Validator, WireDecoder
+from obsd.errors import ConfigError
+from obsd.ingest.channels import classify
+from obsd.ingest.entries import SessionEntries
+from obsd.ingest.wire import Decoded, Envelope, Event, Rejected, Validator, WireDecoder
+from obsd.privacy.geoip import NOWHERE, GeoIp, Place
 from obsd.privacy.scrub import UrlScrubber, scrub_props, scrub_text
 from obsd.privacy.useragent import UserAgentInfo, parse_user_agent
 from obsd.privacy.visitor import VisitorHasher
@@ -27,6 +31,8 @@ class Client:
     # A server-side SDK sent this for a visitor it does not identify: no visitor id, and no user agent
     # does not make it a bot (the UA, when there is one, is the visitor's, not the sender's).
     server_side: bool = False
+    region: str = ""  # imports only: a location the exported data already had (no GeoIP database needed)
+    city: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +63,30 @@ def _clamp16(v: int) -> int:
     return v if 0 <= v <= 65535 else 0
 
 
+# A visit's start as the SDK tells it may lie at most this long before the envelope's first event.
+MAX_VISIT_S = 86_400
+
+
+def _open_geoip(path: str) -> GeoIp:
+    try:
+        return GeoIp(path)
+    except (OSError, ValueError, RuntimeError) as exc:  # maxminddb's InvalidDatabaseError is a RuntimeError
+        raise ConfigError(f"privacy.geoip_db = {path!r} cannot be read as a MaxMind database ({exc}); give a "
+                          ".mmdb file such as GeoLite2-City.mmdb, or leave it empty") from exc
+
+
 class RowEncoder:
     """Turns decoded batches into rows: validation, URL and PII scrubbing, visitor hash, device."""
 
-    def __init__(self, settings: Settings, visitors: VisitorHasher) -> None:
+    def __init__(self, settings: Settings, visitors: VisitorHasher, *, entries: SessionEntries | None = None,
+                 geoip: GeoIp | None = None) -> None:
+        """`entries` and `geoip` may be shared with the encoder of a previous configuration (a reload)."""
         self.settings = settings
         self.urls = UrlScrubber(settings.privacy.allowed_query_params)
         self.visitors = visitors
+        self.entries = entries if entries is not None else SessionEntries()
+        db = settings.privacy.geoip_db
+        self.geoip = geoip if geoip is not None and geoip.path == db else (_open_geoip(db) if db else None)
         self.drop_bots = settings.privacy.drop_bots
         encoder = msgspec.json.Encoder()
         self._encode_lines = encoder.encode_lines
@@ -101,13 +124,16 @@ class RowEncoder:
         base_url, host, path = split(ctx.url) if ctx.url else ("", "", "")
         base_ref, ref_host, _ = self.urls.split(ctx.referrer) if ctx.referrer else ("", "", "")
         base_title = scrub_text(ctx.title) if ctx.title else ""
+        start, entry_index = self._visit(project_id, env)
+        country, region, city = self._place(client)
         screen = ctx.screen or (0, 0)
         viewport = ctx.viewport or (0, 0)
         sdk = f"{env.sdk.name}/{env.sdk.version or ''}" if env.sdk.name else ""
         common = Common(
             project_id=project_id, received_at=now, session_id=env.session_id or "", visitor_id=visitor,
             browser=ua.browser, browser_version=ua.browser_version, os=ua.os, os_version=ua.os_version,
-            device_type=ua.device_type, is_bot=ua.is_bot, country=client.country, language=(ctx.language or "")[:35],
+            device_type=ua.device_type, is_bot=ua.is_bot, country=country, region=region, city=city,
+            session_start=start, language=(ctx.language or "")[:35],
             timezone=(ctx.timezone or "")[:64], screen_width=_clamp16(screen[0]), screen_height=_clamp16(screen[1]),
             viewport_width=_clamp16(viewport[0]), viewport_height=_clamp16(viewport[1]),
             environment=(env.environment or "")[:64], release=(env.release or "")[:128], sdk=sdk[:64],
@@ -121,7 +147,13 @@ class RowEncoder:
                 rejected.append(Rejected(decoded.index(i), problem[0], f"event {decoded.index(i)}: {problem[1]}",
                                          msgspec.json.encode(e)))
                 continue
-            rows.append(self._part(e, base_url, host, path, base_ref, ref_host, base_title, split))
+            row = self._part(e, base_url, host, path, base_ref, ref_host, base_title, split)
+            if e.type == "pageview":
+                row.is_entry = bool(e.entry) if entry_index is None else i == entry_index
+                source, row.channel = classify(e.referrer or ctx.referrer or "", e.url or ctx.url or "", row.hostname)
+                # Read from the raw URL (its click ids and `ref` are dropped when stored), so scrubbed like it.
+                row.source = scrub_text(source) if source else ""
+            rows.append(row)
         if decoded.indexes is not None:
             rejected.sort(key=lambda r: r.index)
         data = b""
@@ -131,6 +163,31 @@ class RowEncoder:
             tail = b"," + self._encode(common)[1:] + b"\n"
             data = self._encode_lines(rows).replace(b"}\n", tail)
         return Encoded(data, len(rows), rejected)
+
+    def _visit(self, project_id: str, env: Envelope) -> tuple[int, int | None]:
+        """When the envelope's visit began (Unix seconds), and which event is its entry pageview: None when
+        the SDK flags entries itself, -1 when none of these events is."""
+        if not env.events:
+            return 0, -1
+        first = min(e.ts for e in env.events) / 1000
+        if env.session_start is not None:  # SDK 0.2+: its own start and `entry` flags, start clamped
+            return int(max(first - MAX_VISIT_S, min(env.session_start / 1000, first))), None
+        if not env.session_id:
+            return int(first), -1
+        pageview = next((i for i, e in enumerate(env.events) if e.type == "pageview"), -1)
+        last = max(e.ts for e in env.events) / 1000
+        start, entry = self.entries.visit(project_id, env.session_id, first, last, pageview >= 0)
+        return int(start), pageview if entry else -1
+
+    def _place(self, client: Client) -> Place:
+        """Country from the CDN header, else from the GeoIP database, with region and city when it knows them.
+        A server-side sender's address is its own, not the visitor's: no lookup then."""
+        if self.geoip is None or client.server_side or not client.ip:
+            return (client.country, client.region, client.city) if client.country else NOWHERE
+        place = self.geoip.place(client.ip)
+        if client.country and place[0] != client.country:
+            return client.country, "", ""  # the header wins; the database's region is not of that country
+        return place
 
     def _split_keeping_fragment(self, url: str) -> tuple[str, str, str]:
         scrubbed, host, path = self.urls.split(url)

@@ -38,11 +38,14 @@ HISTORY_S = 20 * 366 * 86_400  # how far back an import may reach
 
 
 class ImportClient(msgspec.Struct, frozen=True):
-    """The request context of the visitor who sent an imported envelope."""
+    """The request context of the visitor who sent an imported envelope (region and city: a location the
+    exported data already had, used when no GeoIP database is configured)."""
 
     ip: str = "127.0.0.1"
     user_agent: str = ""
     country: str = ""
+    region: str = ""
+    city: str = ""
 
 
 class _ClientOnly(msgspec.Struct, frozen=True):
@@ -86,7 +89,8 @@ def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float, *,
         try:
             decoded = encoder.decoder.decode(line)
             c = _client.decode(line).client
-            enc = encoder.encode(project, decoded, Client(c.ip, c.user_agent[:512], c.country[:2].upper()), now)
+            enc = encoder.encode(project, decoded, Client(c.ip, c.user_agent[:512], c.country[:2].upper(),
+                                                          region=c.region[:8], city=c.city[:100]), now)
         except (WireError, msgspec.ValidationError) as exc:
             rejected[getattr(exc, "code", "invalid_envelope")] += 1
             dead.append(rejected_letter(now, project, "import", str(exc), line, encoder.urls))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from aiohttp import web
 
 from obsd.httperrors import HttpError
@@ -124,9 +125,11 @@ class PlausibleEndpoint(IngestRoute):
         for p in projects:
             encoder = cfg.encoder
             visitor = encoder.visitors.visitor_id(p.id, client.ip, client.user_agent)
-            envelope = Envelope(events=[event.event], sdk=Sdk("plausible-tracker", event.version or None),
-                                session_id=self.visits.session_id(p.id, visitor, now),
-                                context=Context(referrer=event.referrer))
+            sid, start, entry = self.visits.visit(p.id, visitor, now, pageview=event.event.type == "pageview")
+            # The server-side visit knows when it began and which pageview entered it, as obsd's SDK does.
+            envelope = Envelope(events=[msgspec.structs.replace(event.event, entry=entry)],
+                                sdk=Sdk("plausible-tracker", event.version or None), session_id=sid,
+                                session_start=start * 1000, context=Context(referrer=event.referrer))
             try:
                 enc = encoder.encode(p.id, Decoded(envelope, None, []), client, now, protocol=PROTOCOL,
                                           keep_fragment=event.hash_mode)

@@ -66,6 +66,7 @@ class Event(msgspec.Struct, frozen=True):
     line: int | None = None
     col: int | None = None
     props: dict[str, Any] | None = None
+    entry: bool | None = None  # the first pageview of a visit (SDK 0.2+)
 
 
 class _EnvelopeFields(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +80,7 @@ class _EnvelopeFields(msgspec.Struct, frozen=True, kw_only=True):
     release: str | None = None
     dropped: int | None = None
     batch_id: str | None = None  # a UUID the SDK keeps across retries of one batch: a resend stores nothing
+    session_start: float | None = None  # ms: when the session began (SDK 0.2+); its events' `entry` flags count
 
 
 class Envelope(_EnvelopeFields, frozen=True, kw_only=True):

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from obsd.errors import QueryError
+from obsd.query.filters import MAX_FILTERS, Filter, ReportError, parse_filter
 from obsd.vocabulary import EVENT_TYPES, PROJECT_ID_RULE, SESSION_TYPE, is_project_id
 
-PARAMS = frozenset({"project", "since", "until", "bucket", "limit", "path", "type", "by", "release", "environment"})
+__all__ = ["ReportError", "ReportParams", "parse_params"]
+
+PARAMS = frozenset({"project", "since", "until", "bucket", "limit", "path", "type", "by", "release", "environment",
+                    "filter", "compare", "step", "funnel", "event", "prop"})
+# Parameters that may be given more than once (each occurrence ANDed, or a funnel step in order).
+REPEATABLE = frozenset({"filter", "step"})
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+BY = ("metric", "path", "device", "channel", "source", "country", "region", "city", *UTM_KEYS)
+MAX_STEPS = 8
 MAX_HOUR_BUCKETS = 24 * 92
 MAX_LIMIT = 1000
 _RELATIVE = re.compile(r"^(\d{1,4})([hd])$")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-
-
-class ReportError(QueryError):
-    """A report parameter is wrong; the message names it and the accepted values."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,16 +38,26 @@ class ReportParams:
     limit: int = 20
     path: str | None = None
     type: str | None = None
-    by: str = "metric"
+    by: str = ""
     open_end: bool = False  # until is "now": nothing is stored after it yet
-    release: str | None = None  # errors, releases: only this release
-    environment: str | None = None  # errors, releases: only this environment
+    filters: tuple[Filter, ...] = ()
+    compare: tuple[datetime, datetime] | None = None  # the earlier range to compare with
+    steps: tuple[str, ...] = ()  # an ad-hoc funnel: page=/x, event=Name, goal=Name
+    funnel: str | None = None  # a funnel of the project's [[projects.funnels]]
+    event: str | None = None  # props: the custom event
+    prop: str | None = None  # props: the property to group by
 
     def sql_params(self) -> dict[str, Any]:
         """Bind parameters shared by every report query."""
         return {"project": self.project, "since": int(self.since.timestamp()),
                 "until": int(self.until.timestamp()), "path": self.path or "", "type": self.type or "",
-                "limit": self.limit, "release": self.release or "", "environment": self.environment or ""}
+                "limit": self.limit}
+
+    def shifted(self, since: datetime, until: datetime) -> ReportParams:
+        """The same question over another range (a comparison), with the same bucket size."""
+        from dataclasses import replace
+
+        return replace(self, since=since, until=until, compare=None, open_end=False)
 
     def buckets(self) -> list[datetime]:
         """Every bucket start in the range, for zero-filled series."""
@@ -105,10 +117,28 @@ def _parse_time(name: str, text: str, now: datetime, *, end: bool) -> datetime:
     raise ReportError(f"{name}={text!r} is not a time obsd understands; use {accepted}")
 
 
-def parse_params(raw: Mapping[str, str], *, default_project: str | None = None,
+def _one(raw: Mapping[str, str | Sequence[str]], name: str) -> str | None:
+    v = raw.get(name)
+    if v is None or isinstance(v, str):
+        return v
+    if len(v) > 1:
+        raise ReportError(f"{name} is given {len(v)} times; give it once")
+    return v[0] if v else None
+
+
+def _many(raw: Mapping[str, str | Sequence[str]], name: str) -> list[str]:
+    v = raw.get(name)
+    if v is None:
+        return []
+    return [v] if isinstance(v, str) else [x for x in v if x]
+
+
+def parse_params(raw_in: Mapping[str, str | Sequence[str]], *, default_project: str | None = None,
                  now: datetime | None = None) -> ReportParams:
-    """Validate report parameters given as strings (query string or CLI flags)."""
-    unknown = sorted(set(raw) - PARAMS)
+    """Validate report parameters given as strings (query string or CLI flags); `filter` and `step` may
+    be lists."""
+    raw = {k: v for k in raw_in if k not in REPEATABLE and (v := _one(raw_in, k)) is not None}
+    unknown = sorted(set(raw_in) - PARAMS)
     if unknown:
         raise ReportError(f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(sorted(PARAMS))}")
     now = now or datetime.now(UTC)
@@ -137,12 +167,46 @@ def parse_params(raw: Mapping[str, str], *, default_project: str | None = None,
     type_ = raw.get("type") or None
     if type_ is not None and type_ not in (*EVENT_TYPES, SESSION_TYPE):
         raise ReportError(f"type={type_!r}: use one of {', '.join((*EVENT_TYPES, SESSION_TYPE))}")
-    by = raw.get("by") or "metric"
-    if by not in ("metric", "path", "device"):
-        raise ReportError(f"by={by!r}: use metric, path or device")
+    by = raw.get("by") or ""
+    if by and by not in BY:
+        raise ReportError(f"by={by!r}: use one of {', '.join(BY)} (which ones a report takes: docs/reports.md)")
     open_end = (raw.get("until") or "now").strip() == "now"
-    release, environment = _label("release", raw.get("release"), 128), _label("environment", raw.get("environment"), 64)
-    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by, open_end, release, environment)
+    filters = [parse_filter(f) for f in _many(raw_in, "filter")]
+    # release= and environment= are shorthands for the filters of the same name.
+    for key, longest in (("release", 128), ("environment", 64)):
+        value = _label(key, raw.get(key), longest)
+        if value:
+            filters.append(Filter(key, "=", value))
+    if len(filters) > MAX_FILTERS:
+        raise ReportError(f"at most {MAX_FILTERS} filters at once")
+    steps = _many(raw_in, "step")
+    if len(steps) > MAX_STEPS or len(steps) == 1:
+        raise ReportError(f"a funnel has 2 to {MAX_STEPS} steps (step=page=/pricing, step=event=Signup, …)")
+    for st in steps:
+        if not re.match(r"^(page|event|goal)=.+", st, re.S) or len(st) > 2048:
+            raise ReportError(f"step {st[:100]!r}: write page=/path (with * for any characters), event=Name or "
+                              "goal=Name")
+    compare_text = raw.get("compare")
+    compare = _compare(compare_text, since, until) if compare_text else None
+    return ReportParams(project, since, until, bucket, int(limit_text), path, type_, by, open_end, tuple(filters),
+                        compare, tuple(steps), raw.get("funnel") or None,
+                        _label("event", raw.get("event"), 200), _label("prop", raw.get("prop"), 200))
+
+
+def _compare(text: str, since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """`previous` (the same length just before) or `YYYY-MM-DD..YYYY-MM-DD` (whole days, both included)."""
+    if text == "previous":
+        return since - (until - since), since
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text.strip())
+    if m:
+        try:
+            a, b = date.fromisoformat(m.group(1)), date.fromisoformat(m.group(2))
+        except ValueError:
+            a = b = None  # type: ignore[assignment]
+        if a is not None and b is not None and a <= b:
+            start = datetime.combine(a, datetime.min.time(), UTC)
+            return start, datetime.combine(b, datetime.min.time(), UTC) + DAY
+    raise ReportError(f"compare={text[:60]!r}: use previous or YYYY-MM-DD..YYYY-MM-DD (the earlier day first)")
 
 
 def _label(name: str, value: str | None, longest: int) -> str | None:

@@ -27,13 +27,6 @@ TYPES = ("String", "String", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64", "
 Query = Callable[[str, ReportParams, tuple[str, ...]], QueryResult]
 
 
-def release_filter(p: ReportParams) -> str:
-    """The SQL condition for the release and environment parameters ('' when neither is given)."""
-    parts = (["release = {release:String}"] if p.release else []) + \
-        (["environment = {environment:String}"] if p.environment else [])
-    return " AND ".join(parts)
-
-
 def _share(healthy: int, total: int) -> float | None:
     """healthy / total within [0, 1] (uniq counts are estimates), None without sessions."""
     return round(min(1.0, max(0.0, healthy / total)), 4) if total else None

@@ -1,19 +1,29 @@
-"""Reports: one SQL query set per report over the hourly rollups."""
+"""Reports: one SQL query set per report over the rollups (hourly traffic, visits) or, under filters, events.
+
+A new report is a method here (its name with '-' as '_') and its name in REPORTS; the visit reports live
+in obsd/query/visits.py, goals, funnels, props and realtime in obsd/query/conversions.py, the filtered
+forms of the traffic reports in obsd/query/filtered.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from obsd.errors import QueryError
-from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day, iso
-from obsd.query.releases import GROUP_PROTOCOLS, GROUP_RELEASES, release_filter, release_health
+from obsd.query import conversions, filtered, visits
+from obsd.query.document import Report
+from obsd.query.filters import Goal, Sql
+from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day
+from obsd.query.releases import GROUP_PROTOCOLS, GROUP_RELEASES, release_health
+from obsd.query.scope import Scope
+from obsd.settings import ProjectSettings
 from obsd.store.client import QueryResult
 from obsd.vocabulary import METRIC_ORDER, THRESHOLDS
 
-REPORTS = ("overview", "pages", "referrers", "devices", "vitals", "errors", "events", "recent", "releases")
+REPORTS = ("overview", "pages", "referrers", "devices", "vitals", "errors", "events", "recent", "releases",
+           "entry-pages", "exit-pages", "sources", "utm", "locations", "props", "goals", "funnel", "realtime")
 
 
 class Source(Protocol):
@@ -23,124 +33,172 @@ class Source(Protocol):
               settings: dict[str, Any] | None = None) -> QueryResult: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A report's headline numbers, its main table and (for trends) a time series."""
-
-    name: str
-    params: ReportParams
-    summary: dict[str, Any]
-    table: QueryResult
-    series: QueryResult | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as the stats API answers it: rows as objects, times as ISO 8601 UTC."""
-        p = self.params
-        out: dict[str, Any] = {
-            "report": self.name, "project": p.project, "since": iso(p.since), "until": iso(p.until),
-            "bucket": p.bucket, "summary": {k: jsonable(v) for k, v in self.summary.items()},
-            "columns": self.table.columns, "rows": records(self.table),
-        }
-        if self.series is not None:
-            out["series"] = records(self.series)
-        if self.notes:
-            out["notes"] = self.notes
-        return out
-
-
-def jsonable(v: Any) -> Any:
-    """A value as JSON can carry it (datetimes as ISO 8601 UTC)."""
-    if isinstance(v, datetime):
-        return iso(v)
-    if isinstance(v, float) and v != v:  # NaN: no samples
-        return None
-    if isinstance(v, list | tuple):
-        return [jsonable(x) for x in v]
-    return v
-
-
-def records(res: QueryResult) -> list[dict[str, Any]]:
-    """Rows of a result as objects keyed by column."""
-    return [{c: jsonable(v) for c, v in zip(res.columns, row, strict=True)} for row in res.rows]
-
-
 class Reports:
     """Runs reports against the rollups of one store (the `_all` tables in cluster mode)."""
 
-    def __init__(self, source: Source, database: str, *, cluster: bool = False, timeout_s: float = 30.0) -> None:
+    def __init__(self, source: Source, database: str, *, cluster: bool = False, timeout_s: float = 30.0,
+                 projects: Sequence[ProjectSettings] = ()) -> None:
         self.source = source
         self.db = database
         self.suffix = "_all" if cluster else ""
-        self.settings = {"readonly": "1", "max_execution_time": str(max(1, int(timeout_s)))}
+        # FINAL over day partitions merges only the days that still have several parts (limited read
+        # connections set this for their whole session; these are dropped there).
+        self.settings = {"readonly": "1", "max_execution_time": str(max(1, int(timeout_s))),
+                         "do_not_merge_across_partitions_select_final": "1"}
+        self.project_goals = {p.id: {g.name: Goal(g.name, g.page, g.event, tuple(sorted(g.props.items())))
+                             for g in p.goals} for p in projects}
+        self.project_funnels = {p.id: {f.name: tuple(f.steps) for f in p.funnels} for p in projects}
+
+    def scope(self, p: ReportParams) -> Scope:
+        """The tables, range and filters of a report run."""
+        return Scope(p, self.table("events"), self.table("visits"), self.project_goals.get(p.project, {}),
+                     self.project_funnels.get(p.project, {}))
+
+    def _run_sql(self, sql: str, params: dict[str, Any], columns: tuple[str, ...] = ()) -> QueryResult:
+        res = self.source.query(sql, parameters=params, settings=self.settings)
+        if not res.columns and columns:  # chDB names no columns for an empty result
+            return QueryResult(list(columns), ["String"] * len(columns), [])
+        return res
 
     def table(self, name: str) -> str:
         """The qualified name to read a table from."""
         return f"{self.db}.{name}{self.suffix}"
 
-    def _q(self, sql: str, p: ReportParams, columns: tuple[str, ...] = ()) -> QueryResult:
-        res = self.source.query(sql, parameters=p.sql_params(), settings=self.settings)
+    def _q(self, sql: str, p: ReportParams, columns: tuple[str, ...] = (), *,
+           params: dict[str, Any] | None = None) -> QueryResult:
+        res = self.source.query(sql, parameters={**p.sql_params(), **(params or {})}, settings=self.settings)
         if not res.columns and columns:  # chDB names no columns for an empty result
             return QueryResult(list(columns), ["String"] * len(columns), [])
         return res
+
+    @staticmethod
+    def _label_filters(p: ReportParams) -> tuple[str | None, dict[str, Any]]:
+        """Release and environment filters as conditions on the rollups keyed by them; None when another
+        filter is given (the report must then read events)."""
+        if any(f.key not in ("release", "environment") for f in p.filters):
+            return None, {}
+        sql = Sql("l")
+        return " AND ".join(sql.compare(f.key, f.op, f.value) for f in p.filters), sql.params
 
     def _where(self, extra: str = "") -> str:
         return ("project_id = {project:String} AND hour >= toDateTime({since:UInt32}, 'UTC') "
                 "AND hour < toDateTime({until:UInt32}, 'UTC')" + (f" AND {extra}" if extra else ""))
 
+    def _tier(self, p: ReportParams, rollup: str, extra: str) -> tuple[str, str]:
+        """The daily tier of a rollup when the range is whole days (today counts whole while the range runs to
+        now), else the hourly one: the table and its WHERE."""
+        if p.since == floor_day(p.since) and (p.open_end or p.until == floor_day(p.until)):
+            return self.table(f"{rollup}_daily"), (
+                "project_id = {project:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')) "
+                "AND day < toDate(toDateTime({until:UInt32} - 1, 'UTC')) + 1" + (f" AND {extra}" if extra else ""))
+        return self.table(f"{rollup}_hourly"), self._where(extra)
+
     def _bucket(self, p: ReportParams) -> str:
         return "hour" if p.bucket == "hour" else "toStartOfDay(hour, 'UTC')"
 
     def run(self, name: str, p: ReportParams) -> Report:
-        """Run the named report."""
-        fn: Callable[[ReportParams], Report] | None = getattr(self, name, None) if name in REPORTS else None
+        """Run the named report (and, with a comparison, the same report over the earlier range)."""
+        fn: Callable[[ReportParams], Report] | None = (getattr(self, name.replace("-", "_"), None)
+                                                       if name in REPORTS else None)
         if fn is None:
             raise ReportError(f"unknown report {name!r}; reports: {', '.join(REPORTS)}")
-        return fn(p)
+        report = fn(p)
+        if p.compare is not None and name not in ("recent", "realtime"):
+            before = fn(p.shifted(*p.compare))
+            report = Report(report.name, report.params, report.summary, report.table, report.series, report.notes,
+                            before)
+        return report
+
+    def _visit_report(self, name: str, p: ReportParams,
+                      fn: Callable[[visits.Query, Scope], tuple[dict[str, Any], QueryResult]]) -> Report:
+        summary, table = fn(self._run_sql, self.scope(p))
+        note = summary.pop("note", None)
+        return Report(name, p, summary, table, notes=[note] if note else [])
+
+    def entry_pages(self, p: ReportParams) -> Report:
+        """The pages visits began on: visits, visitors, bounce rate and visit duration per page."""
+        return self._visit_report("entry-pages", p, visits.entry_pages)
+
+    def exit_pages(self, p: ReportParams) -> Report:
+        """The pages visits ended on."""
+        return self._visit_report("exit-pages", p, visits.exit_pages)
+
+    def sources(self, p: ReportParams) -> Report:
+        """Where visits came from: source and channel (by=channel: the six channels)."""
+        return self._visit_report("sources", p, visits.sources)
+
+    def utm(self, p: ReportParams) -> Report:
+        """Campaigns: the UTM tags of the visits' landing pages."""
+        return self._visit_report("utm", p, visits.utm)
+
+    def locations(self, p: ReportParams) -> Report:
+        """Visits by country (by=region, by=city for finer levels)."""
+        return self._visit_report("locations", p, visits.locations)
+
+    def goals(self, p: ReportParams) -> Report:
+        """Each configured goal: visitors who converted, conversions and the conversion rate."""
+        return self._visit_report("goals", p, conversions.goals)
+
+    def funnel(self, p: ReportParams) -> Report:
+        """Visits reaching each step of a funnel in order within the visit, and the drop-off."""
+        return self._visit_report("funnel", p, conversions.funnel)
+
+    def props(self, p: ReportParams) -> Report:
+        """A custom event's property values with counts, visitors and sums of numeric properties."""
+        return self._visit_report("props", p, conversions.props)
+
+    def realtime(self, p: ReportParams) -> Report:
+        """Current visitors: anyone with an event in the last 5 minutes, and the pages they are on."""
+        summary, table = conversions.realtime(self._run_sql, self.table("events"), p.project)
+        return Report("realtime", p, summary, table)
+
+    def _filtered(self, name: str, p: ReportParams,
+                  fn: Callable[[visits.Query, Scope], tuple[dict[str, Any], QueryResult]]) -> Report:
+        summary, table = fn(self._run_sql, self.scope(p))
+        return Report(name, p, summary, table)
 
     def overview(self, p: ReportParams) -> Report:
-        """Visitors, pageviews, sessions, events and errors: totals and a zero-filled series."""
-        t = self.table("events_hourly")
-        # Only pageview rows' uniq states are read (type is a key column, so the filter runs first);
-        # the range's uniques merge the per-bucket states, not every hourly state again.
-        pv_where = self._where("type = 'pageview'")
-        if p.bucket == "day" and p.since == floor_day(p.since) and (p.open_end or p.until == floor_day(p.until)):
-            # Whole days (today counts whole while the range runs to now): one state per day from
-            # traffic_daily instead of 24 from events_hourly.
-            source = ("SELECT toDateTime(day, 'UTC') AS bucket, sum(pageviews) AS pageviews, "
-                      "uniqMergeState(visitors) AS v, uniqMergeState(sessions) AS s "
-                      f"FROM {self.table('traffic_daily')} "
-                      "WHERE project_id = {project:String} AND day >= toDate(toDateTime({since:UInt32}, 'UTC')) "
-                      "AND day < toDate(toDateTime({until:UInt32} - 1, 'UTC')) + 1 GROUP BY bucket")
+        """Visitors, visits, pageviews, bounce rate, visit duration, events and errors: totals and a series.
+
+        Visitors and sessions are those of the visits that began in the range (Plausible's sessions: a session
+        with a pageview or a custom event); pageviews, events and errors those that happened in it."""
+        bucket = "toStartOfHour(start)" if p.bucket == "hour" else "toStartOfDay(start, 'UTC')"
+        vsum, by_bucket = visits.visit_series(self._run_sql, self.scope(p), bucket)
+        vbuckets = {_as_utc(b): v for b, v in by_bucket.items()}
+        keys = ("visits", "views_per_visit", "bounce_rate", "visit_duration")
+        if p.filters:
+            # Filters select visits: every number is of the matching visits (sessions are visits then).
+            summary: dict[str, Any] = {k: vsum[k] for k in ("visitors", "visits", "pageviews", "views_per_visit",
+                                                             "bounce_rate", "visit_duration", "events", "errors")}
+            summary["sessions"] = summary["visits"]
+            summary["views_per_session"] = summary["views_per_visit"]
+            rows = []
+            for b in p.buckets():
+                v = vbuckets.get(b, {})
+                rows.append([b, v.get("pageviews", 0), v.get("visitors", 0), v.get("visits", 0), v.get("events", 0),
+                             v.get("errors", 0), *(v.get(k, 0) for k in keys)])
         else:
-            source = (f"SELECT {self._bucket(p)} AS bucket, sum(events) AS pageviews, uniqMergeState(visitors) AS v, "
-                      f"uniqMergeState(sessions) AS s FROM {t} WHERE {pv_where} "
-                      "GROUP BY bucket")
-        daily = source.startswith("SELECT toDateTime(day")
-        # Visitor ids rotate every UTC day, so over whole days the distinct ids are the sum of each
-        # day's: only sessions need their daily states merged for the range's total.
-        total_v = "sum(visitors) OVER ()" if daily else "uniqMerge(v) OVER ()"
-        uniques = self._q(
-            "SELECT bucket, pageviews, finalizeAggregation(v) AS visitors, finalizeAggregation(s) AS sessions, "
-            f"{total_v} AS total_visitors, uniqMerge(s) OVER () AS total_sessions FROM ({source}) "
-            "ORDER BY bucket", p)
-        # Sentry session updates (type 'session') are release-health bookkeeping, not visitor events.
-        counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sumIf(r.events, r.type != 'session') AS events, "
-                         f"sumIf(r.events, r.type = 'error') AS errors FROM {t} AS r WHERE {self._where()} "
-                         "GROUP BY bucket", p)
-        per_bucket: dict[datetime, list[int]] = {}
-        for bucket, pv, vis, ses, *_ in uniques.rows:
-            per_bucket[_as_utc(bucket)] = [int(pv), int(vis), int(ses), 0, 0]
-        for bucket, ev, err in counts.rows:
-            per_bucket.setdefault(_as_utc(bucket), [0, 0, 0, 0, 0])[3:] = [int(ev), int(err)]
-        rows: list[list[Any]] = [[b, *per_bucket.get(b, [0, 0, 0, 0, 0])] for b in p.buckets()]
-        total_visitors, total_sessions = (int(uniques.rows[0][4]), int(uniques.rows[0][5])) if uniques.rows else (0, 0)
-        summary: dict[str, Any] = {
-            "pageviews": sum(r[1] for r in rows), "visitors": total_visitors, "sessions": total_sessions,
-            "events": sum(r[4] for r in rows), "errors": sum(r[5] for r in rows)}
-        summary["views_per_session"] = round(summary["pageviews"] / total_sessions, 2) if total_sessions else 0.0
-        series = QueryResult(["bucket", "pageviews", "visitors", "sessions", "events", "errors"],
-                             ["DateTime", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64"], rows)
+            # Pageviews, events and errors as they happened in each bucket (the hourly rollup: sums only);
+            # visitors and sessions are those of the visits that began in it, from the same visit rows as the
+            # visit metrics (merging a month of hourly uniq states cost as much as the whole visit scan).
+            counts = self._q(f"SELECT {self._bucket(p)} AS bucket, sumIf(r.events, r.type = 'pageview') AS pv, "
+                             "sumIf(r.events, r.type != 'session') AS events, sumIf(r.events, r.type = 'error') "
+                             f"AS errors FROM {self.table('events_hourly')} AS r WHERE {self._where()} "
+                             "GROUP BY bucket", p)
+            per_bucket = {_as_utc(b): (int(pv), int(ev), int(err)) for b, pv, ev, err in counts.rows}
+            rows = []
+            for b in p.buckets():
+                pv, ev, err = per_bucket.get(b, (0, 0, 0))
+                v = vbuckets.get(b, {})
+                rows.append([b, pv, v.get("visitors", 0), v.get("visits", 0), ev, err, *(v.get(k, 0) for k in keys)])
+            pageviews = sum(r[1] for r in rows)
+            summary = {"pageviews": pageviews, "visitors": vsum["visitors"], "sessions": vsum["visits"],
+                       "events": sum(r[4] for r in rows), "errors": sum(r[5] for r in rows),
+                       "views_per_session": round(pageviews / vsum["visits"], 2) if vsum["visits"] else 0.0}
+            summary.update({k: vsum[k] for k in keys})
+        series = QueryResult(["bucket", "pageviews", "visitors", "sessions", "events", "errors", *keys],
+                             ["DateTime", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64", "UInt64", "Float64",
+                              "Float64", "UInt64"], rows)
         return Report("overview", p, summary, series, series)
 
     def _top(self, t: str, key: str, where: str) -> str:
@@ -150,8 +208,9 @@ class Reports:
 
     def pages(self, p: ReportParams) -> Report:
         """Top pages by pageviews, with visitors, sessions and share of all pageviews."""
-        t = self.table("pages_hourly")
-        where = self._where("path = {path:String}" if p.path else "")
+        if p.filters:
+            return self._filtered("pages", p, filtered.pages)
+        t, where = self._tier(p, "pages", "path = {path:String}" if p.path else "")
         total = self._q(f"SELECT sum(pageviews), uniqExact(path) FROM {t} WHERE {where}", p)
         pv, pages = (int(x or 0) for x in total.rows[0])
         res = self._q(
@@ -163,6 +222,8 @@ class Reports:
 
     def referrers(self, p: ReportParams) -> Report:
         """Where visitors come from: referring hosts ('(direct)' when none), internal navigation left out."""
+        if p.filters:
+            return self._filtered("referrers", p, filtered.referrers)
         t = self.table("referrers_hourly")
         where = self._where("internal = 0")
         total = self._q(f"SELECT sum(pageviews), sumIf(pageviews, referrer_host = ''), uniqExact(referrer_host) "
@@ -178,6 +239,8 @@ class Reports:
 
     def devices(self, p: ReportParams) -> Report:
         """Pageviews and visitors by device type, browser and OS, each with its share."""
+        if p.filters:
+            return self._filtered("devices", p, filtered.devices)
         t = self.table("devices_hourly")
         # One pass over the states for all three splits; grouping() tells which split a row belongs to.
         res = self._q(
@@ -195,17 +258,26 @@ class Reports:
 
     def vitals(self, p: ReportParams) -> Report:
         """Web Vitals p50/p75/p95 and good / needs-improvement / poor shares per metric."""
-        # Per-page detail only when asked for: the per-metric table is a few rows per hour.
-        t = self.table("vitals_hourly" if p.path or p.by == "path" else "vitals_metric_hourly")
-        where = self._where("path = {path:String}" if p.path else "")
-        dim = {"metric": "", "path": "path, ", "device": "device_type AS device, "}[p.by]
-        group = {"metric": "metric", "path": "path, metric", "device": "device, metric"}[p.by]
-        res = self._q(
-            f"SELECT {dim}metric, sum(samples) AS samples, quantilesMerge(0.5, 0.75, 0.95)(quantiles) AS q, "
-            f"sum(good) AS good, sum(poor) AS poor FROM {t} WHERE {where} GROUP BY {group} "
-            f"ORDER BY {'indexOf(' + repr(list(METRIC_ORDER)) + ', metric)' if p.by == 'metric' else 'samples DESC'}, "
-            f"metric LIMIT {{limit:UInt32}}", p)
-        keys = {"metric": [], "path": ["path"], "device": ["device"]}[p.by]
+        by = p.by or "metric"
+        if by not in ("metric", "path", "device"):
+            raise ReportError(f"vitals: by={by!r}; use metric, path or device")
+        dim = {"metric": "", "path": "toString(path) AS path, ", "device": "device_type AS device, "}[by]
+        group = {"metric": "metric", "path": "path, metric", "device": "device, metric"}[by]
+        if p.filters:
+            s = self.scope(p)
+            if p.path:
+                s.p = p  # the path parameter still applies
+            res = filtered.vitals_rows(self._run_sql, s, dim, group)
+        else:
+            # Per-page detail only when asked for: the per-metric table is a few rows per hour.
+            t = self.table("vitals_hourly" if p.path or by == "path" else "vitals_metric_hourly")
+            where = self._where("path = {path:String}" if p.path else "")
+            order = 'indexOf(' + repr(list(METRIC_ORDER)) + ', metric)' if by == 'metric' else 'samples DESC'
+            res = self._q(
+                f"SELECT {dim}metric, sum(samples) AS samples, quantilesMerge(0.5, 0.75, 0.95)(quantiles) AS q, "
+                f"sum(good) AS good, sum(poor) AS poor FROM {t} WHERE {where} GROUP BY {group} "
+                f"ORDER BY {order}, metric LIMIT {{limit:UInt32}}", p)
+        keys = {"metric": [], "path": ["path"], "device": ["device"]}[by]
         rows: list[list[Any]] = []
         for r in res.rows:
             d = dict(zip(res.columns, r, strict=True))
@@ -217,7 +289,7 @@ class Reports:
                          rating(metric, p75) if rated else "",
                          round(good / n, 4) if rated else None, round((n - good - poor) / n, 4) if rated else None,
                          round(poor / n, 4) if rated else None])
-        if p.by == "metric":
+        if by == "metric":
             rows.sort(key=lambda r: (METRIC_ORDER.index(r[0]) if r[0] in METRIC_ORDER else 99, r[0]))
         cols = [*keys, "metric", "samples", "p50", "p75", "p95", "rating", "good", "needs_improvement", "poor"]
         types = [*(["String"] * len(keys)), "String", "UInt64", "Float64", "Float64", "Float64", "String",
@@ -226,9 +298,12 @@ class Reports:
 
     def errors(self, p: ReportParams) -> Report:
         """Error groups by fingerprint: count, affected sessions, first/last seen, a sample message and stack."""
+        labels, params = self._label_filters(p)
+        if labels is None:
+            return self._filtered("errors", p, filtered.errors)
         t = self.table("errors_hourly")
-        where = self._where(release_filter(p))
-        total = self._q(f"SELECT sum(events), uniqExact(fingerprint) FROM {t} WHERE {where}", p)
+        where = self._where(labels)
+        total = self._q(f"SELECT sum(events), uniqExact(fingerprint) FROM {t} WHERE {where}", p, params=params)
         n, groups = (int(x or 0) for x in total.rows[0])
         # Messages and stacks are only read for the top groups.
         top = (f"{where} AND e.fingerprint IN (SELECT fingerprint FROM {t} WHERE {where} GROUP BY fingerprint "
@@ -240,13 +315,14 @@ class Reports:
             f"argMaxMerge(e.stack) AS stack, {GROUP_PROTOCOLS} AS protocols, {GROUP_RELEASES} AS releases "
             f"FROM {t} AS e WHERE {top} GROUP BY e.fingerprint ORDER BY events DESC, last_seen DESC", p,
             ("fingerprint", "message", "events", "sessions", "first_seen", "last_seen", "path", "source", "stack",
-             "protocols", "releases"))
+             "protocols", "releases"), params=params)
         return Report("errors", p, {"errors": n, "groups": groups}, res)
 
     def events(self, p: ReportParams) -> Report:
         """Event counts by type and name (custom events by their name), with visitors."""
-        t = self.table("events_hourly")
-        where = self._where("type = {type:String}" if p.type else "")
+        if p.filters:
+            return self._filtered("events", p, filtered.events)
+        t, where = self._tier(p, "events", "type = {type:String}" if p.type else "")
         res = self._q(
             "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors "
             f"FROM {t} WHERE {where} GROUP BY type, name "
@@ -255,9 +331,13 @@ class Reports:
 
     def releases(self, p: ReportParams) -> Report:
         """Sessions per release and environment (Sentry release health): crash-free and unhandled-free shares."""
-        where = self._where(release_filter(p))
-        summary, table = release_health(self._q, self.table("release_sessions_hourly"), self.table("errors_hourly"),
-                                        where, p)
+        labels, params = self._label_filters(p)
+        if labels is None:
+            raise ReportError("releases: only the release and environment filters apply (sessions are counted per "
+                              "release and environment)")
+        where = self._where(labels)
+        summary, table = release_health(lambda sql, p_, cols: self._q(sql, p_, cols, params=params),
+                                        self.table("release_sessions_hourly"), self.table("errors_hourly"), where, p)
         return Report("releases", p, summary, table)
 
     def recent(self, p: ReportParams) -> Report:
@@ -275,10 +355,13 @@ class Reports:
     def _recent(self, p: ReportParams, since: datetime) -> QueryResult:
         t = self.table("events")
         params = {**p.sql_params(), "since": int(since.timestamp())}
+        scope = self.scope(p)
+        filters = scope.event_where()
+        params = {**params, **scope.sql.params}
         where = ("project_id = {project:String} AND toDate(ts) >= toDate(toDateTime({since:UInt32}, 'UTC')) "
                  "AND toDate(ts) <= toDate(toDateTime({until:UInt32}, 'UTC')) "
                  "AND ts >= toDateTime({since:UInt32}, 'UTC') AND ts < toDateTime({until:UInt32}, 'UTC') "
-                 "AND NOT is_bot" + (" AND type = {type:String}" if p.type else ""))
+                 "AND NOT is_bot" + (" AND type = {type:String}" if p.type else "") + filters)
         res = self.source.query(
             "SELECT ts, type, name, path, device_type, browser, country, "
             "multiIf(type = 'web_vital', concat(name, ' ', toString(round(value, 3))), "

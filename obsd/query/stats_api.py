@@ -10,7 +10,7 @@ from aiohttp import web
 from obsd.errors import ObsdError
 from obsd.httperrors import HttpError, json_response
 from obsd.privacy.access import AdminAccess
-from obsd.query.params import ReportError, ReportParams, parse_params
+from obsd.query.params import REPEATABLE, ReportError, ReportParams, parse_params
 from obsd.query.reports import REPORTS, Reports
 from obsd.query.running import bounded, limit_http_error
 from obsd.settings import Settings
@@ -40,6 +40,10 @@ class StatsApi:
         if old is not None and old.clickhouse != settings.clickhouse and self._store is not None:
             store, self._store, self._reports = self._store, None, None
             self._pool.submit(store.close)  # after the reports already queued on it
+        elif old is not None and self._store is not None and old.projects != settings.projects:
+            store = self._store  # new goals or funnels: the same connection, new reports
+            self._reports = Reports(store, settings.clickhouse.database, cluster=bool(settings.clickhouse.cluster),
+                                    timeout_s=settings.clickhouse.query_timeout_s, projects=settings.projects)
 
     def routes(self, app: web.Application) -> None:
         """Register the stats routes."""
@@ -62,12 +66,15 @@ class StatsApi:
         name = request.match_info["report"]
         if name not in REPORTS:
             raise HttpError(404, "unknown_report", f"no report {name!r}; reports: {', '.join(REPORTS)}")
-        raw = {}
+        raw: dict[str, str | list[str]] = {}
         for key in request.query:
             values = request.query.getall(key)
-            if len(values) > 1:
+            if key in REPEATABLE:  # filter=…&filter=… (ANDed), step=…&step=… (in order)
+                raw[key] = list(values)
+            elif len(values) > 1:
                 raise HttpError(400, "invalid_parameter", f"{key} is given {len(values)} times; give it once")
-            raw[key] = values[0]
+            else:
+                raw[key] = values[0]
         default = projects[0] if len(projects) == 1 else None
         try:
             params = parse_params(raw, default_project=default)
@@ -82,6 +89,8 @@ class StatsApi:
                                    settings.clickhouse.query_timeout_s, f"{name} report")
         except QueryLimitError as exc:
             raise limit_http_error(exc) from exc
+        except ReportError as exc:  # a parameter this report cannot take (by=, a goal it does not know, …)
+            raise HttpError(400, "invalid_parameter", str(exc)) from exc
         except ObsdError as exc:
             raise HttpError(503, "report_failed", f"the {name} report failed: {exc}",
                             retry_after=5) from exc
@@ -92,7 +101,7 @@ class StatsApi:
             s = self.settings
             self._store = open_reader(s)
             self._reports = Reports(self._store, s.clickhouse.database, cluster=bool(s.clickhouse.cluster),
-                                    timeout_s=s.clickhouse.query_timeout_s)
+                                    timeout_s=s.clickhouse.query_timeout_s, projects=s.projects)
         return self._reports.run(name, params).to_json()
 
     def close(self) -> None:

@@ -40,6 +40,8 @@ def session_settings(s: Settings) -> dict[str, str]:
         "timeout_overflow_mode": "throw",
         "max_result_rows": str(ch.query_max_rows + 1),
         "result_overflow_mode": "break",
+        # FINAL reads (the visits rollup, day partitions) merge only the days that still have several parts.
+        "do_not_merge_across_partitions_select_final": "1",
         "readonly": "1",
     }
 

@@ -75,7 +75,8 @@ def discover(directory: Path) -> list[Migration]:
 def render(sql: str, database: str, cluster: str = "") -> str:
     """Fill in the database, ON CLUSTER, engine and Distributed-table placeholders of a migration file.
 
-    `{{distributed:X}}` becomes a Distributed table X_all over X in cluster mode (nothing otherwise);
+    `{{distributed:X}}` becomes a Distributed table X_all over X in cluster mode (nothing otherwise),
+    `{{distributed:X:KEY}}` one sharded by KEY, `{{redistributed:X:KEY}}` drops and makes X_all again;
     `{{all:X}}` names X_all in cluster mode and X otherwise.
     """
     sql = sql.replace("{{db}}", database)
@@ -90,14 +91,18 @@ def render(sql: str, database: str, cluster: str = "") -> str:
     sql = re.sub(r"\{\{engine:(\w*MergeTree)\}\}", engine, sql)
 
     def distributed(m: re.Match[str]) -> str:
-        # Cluster mode only: NAME_all reads (and spreads inserts) across every shard's NAME.
-        name = m.group(1)
+        # Cluster mode only: NAME_all reads (and spreads inserts) across every shard's NAME, by the
+        # sharding key given after a second colon (rand() when none).
+        name, key = m.group(2), m.group(3) or "rand()"
         if not cluster:
             return ""
-        return (f"CREATE TABLE IF NOT EXISTS {database}.{name}_all ON CLUSTER '{cluster}' AS {database}.{name} "
-                f"ENGINE = Distributed('{cluster}', '{database}', '{name}', rand())")
+        create = (f"CREATE TABLE IF NOT EXISTS {database}.{name}_all ON CLUSTER '{cluster}' AS {database}.{name} "
+                  f"ENGINE = Distributed('{cluster}', '{database}', '{name}', {key})")
+        if m.group(1) == "redistributed":  # made again: new columns, another sharding key (it holds no data)
+            return f"DROP TABLE IF EXISTS {database}.{name}_all ON CLUSTER '{cluster}' SYNC;\n{create}"
+        return create
 
-    sql = re.sub(r"\{\{distributed:(\w+)\}\}", distributed, sql)
+    sql = re.sub(r"\{\{(distributed|redistributed):(\w+)(?::([^{}]+))?\}\}", distributed, sql)
     return re.sub(r"\{\{all:(\w+)\}\}", lambda m: f"{database}.{m.group(1)}{'_all' if cluster else ''}", sql)
 
 

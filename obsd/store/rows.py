@@ -19,6 +19,7 @@ class EventPart(msgspec.Struct, omit_defaults=True):
     event_id: str
     type: str
     ts: float
+    is_entry: bool = False  # the first pageview of a visit (since 0010)
     name: str = ""
     url: str = ""
     hostname: str = ""
@@ -31,6 +32,8 @@ class EventPart(msgspec.Struct, omit_defaults=True):
     utm_campaign: str = ""
     utm_content: str = ""
     utm_term: str = ""
+    source: str = ""  # since 0010: obsd/ingest/channels.py
+    channel: str = ""
     value: float = 0.0
     rating: str = ""
     selector: str = ""
@@ -50,6 +53,7 @@ class Common(msgspec.Struct, omit_defaults=True):
     project_id: str
     received_at: float
     session_id: str = ""
+    session_start: int = 0  # since 0010, Unix seconds; 0 is stored as the column default, the event's own time
     visitor_id: int = 0
     browser: str = ""
     browser_version: str = ""

@@ -62,6 +62,8 @@ export interface WireEvent {
 interface Queued {
   /** The session the event happened in: a batch never mixes sessions. */
   s: string;
+  /** When that session began (ms). */
+  t?: number;
   e: WireEvent;
 }
 
@@ -332,8 +334,14 @@ export class Observability {
     const s = this._session._touch(now);
     // The session id is random, so its leading bits make a stable per-session coin.
     if (this._o.sampleRate < 1 && parseInt(s.slice(0, 8), 16) / 2 ** 32 >= this._o.sampleRate) return;
+    const ses = this._session;
     const e: WireEvent = { id: uuid(), type, ts: now, url: location.href, ...fields };
-    this._q.push({ s, e });
+    // The session's first pageview is its entry: the visit's landing page, source and campaign.
+    if (type == 'pageview' && !ses._entered) {
+      e.entry = ses._entered = true;
+      ses._save();
+    }
+    this._q.push({ s, t: ses._start, e });
     this._bound();
     this._log(type, e);
     if (this._q.length >= this._o.batchSize) this.flush();
@@ -378,6 +386,7 @@ export class Observability {
       sent_at: Date.now(),
       batch_id: b.id,
       session_id: items[0].s,
+      session_start: items[0].t,
       environment: this._o.environment,
       release: this._o.release,
       dropped: b.dropped || undefined,

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from obsd.cli.seed_load import SeedPlan, _import_shard, _shards, import_lines
 from obsd.cli.seed_traffic import VITALS
@@ -132,3 +133,35 @@ def test_import_endpoint_guards(fresh_daemon: Daemon) -> None:
     assert d.wait_for("SELECT count() FROM obsd.events WHERE country = 'DE'", 1) == 1
     # The same old event through the public endpoint is refused for its age.
     assert d.post(envelope([event(ts=old)])).json()["rejected"][0]["reason"].startswith("event 0: ts is more")
+
+
+def test_seeded_data_looks_like_a_real_site_in_the_reports(tmp_path: Path) -> None:
+    """Seeded visitors come back ~1.4 times a day (not one visitor per visit, not 4 for 150), every channel,
+    campaign tags, cities and a checkout funnel show up in `obsd report`."""
+    cfg = write_config(tmp_path / "obsd.toml", tmp_path / "data", free_port())
+    r = subprocess.run([sys.executable, "-m", "obsd.cli", "seed", "--config", str(cfg), "--events", "30000",
+                        "--days", "10", "--via", "store"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+
+    def report(*args: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "obsd.cli", "report", *args, "--config", str(cfg),
+                              "--since", "10d", "--format", "json"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        doc: dict[str, Any] = json.loads(out.stdout)
+        return doc
+
+    s = report("overview")["summary"]
+    assert 1.1 <= s["visits"] / s["visitors"] <= 1.8, s
+    assert 15 < s["bounce_rate"] < 60 and s["visit_duration"] > 30 and s["views_per_visit"] > 1.5
+    channels = {r["channel"] for r in report("sources", "--by", "channel")["rows"]}
+    assert channels == {"direct", "search", "social", "email", "paid", "referral"}
+    assert {r["key"] for r in report("utm")["rows"]} == {"utm_source", "utm_medium", "utm_campaign", "utm_content",
+                                                         "utm_term"}
+    cities = report("locations", "--by", "city")["rows"]
+    assert len(cities) >= 10 and all(r["city"] and r["region"].startswith(r["country"]) for r in cities)
+    funnel = report("funnel", "--step", "page=/cart", "--step", "page=/checkout", "--step", "event=purchase")
+    reached = [r["visits"] for r in funnel["rows"]]
+    assert reached[0] > reached[1] > reached[2] > 0
+    releases = {rel for r in report("errors", "--limit", "100")["rows"] for rel in r["releases"]}
+    assert releases <= {"v1.4.0", "v1.5.0", "v1.6.0"} and len(releases) >= 2
+    assert len(report("props", "--event", "purchase")["summary"]["keys"]) >= 3

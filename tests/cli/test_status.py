@@ -29,6 +29,18 @@ def test_status_once_shows_a_ready_daemon_with_its_counts(daemon: Daemon) -> Non
         assert label in r.stdout, label
 
 
+def test_status_shows_current_visitors(daemon: Daemon) -> None:
+    """The visitors with an event in the last 5 minutes, per project, as the realtime report counts them."""
+    daemon.post(envelope([event()], session_id="now1"), headers={
+        "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"})
+    daemon.wait_for("SELECT count() FROM obsd.events WHERE session_id = 'now1'", 1)
+    r = run("--config", str(daemon.config), "--once")
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("current visitors"))
+    n = int(line.split("demo ")[1].split()[0].replace(",", ""))
+    assert n >= 1
+
+
 def test_status_once_json_is_the_status_document(daemon: Daemon) -> None:
     """`--once --json` prints the raw document: ready, checks, limits, metrics, tail viewers."""
     def doc() -> dict[str, Any]:

@@ -83,6 +83,21 @@ def test_visits_share_a_session_id_per_visitor(daemon: Daemon) -> None:
     assert len(got[0]["session_id"]) == 16 and not got[0]["is_bot"] and got[0]["browser"] == "Chrome"
 
 
+def test_a_tracker_visit_has_its_entry_exit_and_source(daemon: Daemon) -> None:
+    """Plausible's visits feed the visits rollup like the SDK's: entry and exit page, source from the referrer."""
+    ua = CHROME.replace("126.0", "125.0")
+    for path, ref in (("/landing", "https://news.ycombinator.com/item?id=1"), ("/next", "https://shop.example/landing"),
+                      ("/last", "https://shop.example/next")):
+        doc = {"n": "pageview", "u": f"https://shop.example{path}", "d": "shop.example", "r": ref}
+        assert send(daemon, doc, ua=ua).status == 202
+    sid = rows(daemon, "path = '/landing'", 1)[0]["session_id"]
+    assert daemon.wait_for(f"SELECT sum(pageviews) FROM obsd.visits WHERE sid = cityHash64('{sid}')", 3) == 3
+    visit = daemon.query("SELECT entry_page, exit.2 AS exit_page, source, channel, pageviews FROM obsd.visits FINAL "
+                         f"WHERE sid = cityHash64('{sid}')")
+    assert visit == [{"entry_page": "/landing", "exit_page": "/last", "source": "Hacker News", "channel": "social",
+                      "pageviews": 3}]
+
+
 def test_write_key_on_the_endpoint_picks_the_project_whatever_the_domain(daemon: Daemon) -> None:
     """`endpoint: ".../api/event?key=K"` sends to K's project; an unknown key is 401."""
     doc = {"n": "pageview", "u": "https://elsewhere.example/keyed", "d": "elsewhere.example"}

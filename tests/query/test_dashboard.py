@@ -13,15 +13,19 @@ from urllib.parse import urlencode
 import pytest
 
 from tests import traffic
-from tests.harness import ADMIN_TOKEN, ROOT, Daemon, http, now_ms
+from tests.harness import ADMIN_TOKEN, ROOT, WRITE_KEY, Daemon, http, now_ms
 from tests.needs import CHROMIUM, missing_browser, need
 
 SCRIPT = ROOT / "tests" / "query" / "dashboard" / "render.mjs"
 Seen = tuple[Daemon, dict[str, Any], dict[str, dict[str, Any]]]
+PROJECT = {"id": "demo", "write_key": WRITE_KEY, "goals": [
+    {"name": "Cart", "page": "/cart"}, {"name": "Checkout", "page": "/checkout"},
+    {"name": "Add to cart", "event": "add_to_cart"}], "funnels": [{"name": "Buy", "steps": ["Cart", "Checkout"]}]}
 COLOURS = {"good": "rgb(12, 157, 88)", "needs-improvement": "rgb(227, 155, 0)", "poor": "rgb(229, 72, 60)"}
 
 
 def _api(d: Daemon, report: str, **params: str) -> dict[str, Any]:
+    """A report with the dashboard's defaults (demo, 24 hours)."""
     r = http("GET", f"{d.base}/v1/stats/{report}?{urlencode({'project': 'demo', 'since': '24h', **params})}",
              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert r.status == 200, r.body
@@ -38,12 +42,14 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
     """Feed a daemon, render its dashboard in Chromium, and fetch the same reports from the API."""
     need(missing_browser())
     root = tmp_path_factory.mktemp("dash")
-    d = Daemon(root, sections={"pipeline": {"batch_interval_ms": 50}})
+    d = Daemon(root, sections={"pipeline": {"batch_interval_ms": 50}, "server": {"trusted_proxies": ["127.0.0.1"]}},
+               projects=[PROJECT])
     d.start()
     try:
-        sessions = traffic.sessions(150, now_ms=now_ms(), span_h=20, seed=11)
+        # Over 40 hours: the last 24 are shown, the 24 before them are what "compare" compares with.
+        sessions = traffic.sessions(150, now_ms=now_ms(), span_h=40, seed=11)
         for s in sessions:
-            assert d.post(traffic.envelope_of(s), headers={"User-Agent": s.agent}).status == 202
+            assert d.post(traffic.envelope_of(s), headers=s.headers()).status == 202
         total = sum(len(s.events) for s in sessions)
         assert d.wait_for("SELECT count() FROM obsd.events", total) == total
         traffic.settle(d, sessions)
@@ -52,10 +58,17 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
                              timeout=90, env={**os.environ, "CHROMIUM": CHROMIUM})
         assert res.returncode == 0, res.stderr[-3000:]
         assert shot.stat().st_size > 20_000
+        page = json.loads(res.stdout)
+        clicked = page["filtered"]["clicked"]
         api = {"overview": _api(d, "overview"), "pages": _api(d, "pages", limit="10"),
                "referrers": _api(d, "referrers", limit="10"), "devices": _api(d, "devices", limit="5"),
-               "vitals": _api(d, "vitals"), "errors": _api(d, "errors", limit="10")}
-        return d, json.loads(res.stdout), api
+               "vitals": _api(d, "vitals"), "errors": _api(d, "errors", limit="10"),
+               "entry": _api(d, "entry-pages", limit="10"), "entry_csv": _api(d, "entry-pages", limit="1000"),
+               "sources": _api(d, "sources", limit="10"), "goals": _api(d, "goals"), "funnel": _api(d, "funnel"),
+               "filtered": _api(d, "overview", filter=clicked), "filtered_pages": _api(d, "pages", limit="10",
+                                                                                       filter=clicked),
+               "compared": _api(d, "overview", compare="previous")}
+        return d, page, api
     finally:
         d.stop()
 
@@ -64,10 +77,21 @@ def test_headline_numbers_match_the_api(seen: Seen) -> None:
     """Visitors, pageviews, sessions, views per session and errors read off the page equal the overview report."""
     _, page, api = seen
     s = api["overview"]["summary"]
-    assert {k: _n(v) for k, v in page["kpis"].items() if k != "views_per_session"} == {
-        k: s[k] for k in ("visitors", "pageviews", "sessions", "errors")}
-    assert float(page["kpis"]["views_per_session"]) == s["views_per_session"]
-    assert s["pageviews"] > 150 and s["errors"] > 0
+    _same_kpis(page["kpis"], s)
+    assert s["pageviews"] > 80 and s["errors"] > 0 and 0 < s["bounce_rate"] < 100 and s["visit_duration"] > 0
+    # Sessions from visitors with their own addresses (about 1.3 visits each), not 4 browsers on loopback.
+    assert s["visits"] / 2 < s["visitors"] <= s["visits"] and s["visits"] > 50
+
+
+def _same_kpis(kpis: dict[str, str], s: dict[str, Any]) -> None:
+    """Every headline number on the page, as the API gives it (counts, shares, seconds)."""
+    counts = ("visitors", "visits", "pageviews", "sessions", "errors")
+    assert {k: _n(kpis[k]) for k in counts} == {k: s[k] for k in counts}
+    assert float(kpis["views_per_session"]) == s["views_per_session"]
+    assert float(kpis["views_per_visit"]) == s["views_per_visit"]
+    assert kpis["bounce_rate"] == f"{s['bounce_rate']:.1f}%"
+    m = re.fullmatch(r"(?:(\d+)m )?(\d+)s", kpis["visit_duration"])
+    assert m and int(m.group(1) or 0) * 60 + int(m.group(2)) == s["visit_duration"]
 
 
 def test_chart_draws_every_bucket_and_its_tooltip_tells_the_peak(
@@ -119,6 +143,64 @@ def test_error_groups_and_live_strip(seen: Seen) -> None:
         (r["fingerprint"], r["message"], r["events"], r["sessions"]) for r in api["errors"]["rows"]]
     assert len(page["errors"]) == 3
     assert 0 < len(page["live"]) <= 20 and set(page["live"]) <= {"pageview", "web_vital", "click", "custom", "error"}
+
+
+def test_visit_tables_goals_funnel_and_error_columns_match_the_api(seen: Seen) -> None:
+    """Entry pages, sources and goals show the API's rows; the funnel is drawn step by step; errors name how they
+    came (protocol) and the current-visitors count is shown."""
+    _, page, api = seen
+    assert [(r["key"], _n(r["cells"]["visits"])) for r in page["entry"]] == [
+        (r["path"], r["visits"]) for r in api["entry"]["rows"]]
+    assert all(r["filter"] == f"entry_page={r['key']}" for r in page["entry"])
+    assert [(r["key"], r["cells"]["channel"]) for r in page["sources"]] == [
+        (r["source"], r["channel"]) for r in api["sources"]["rows"]]
+    assert {r["key"]: _n(r["cells"]["conversions"]) for r in page["goals"]} == {
+        r["goal"]: r["conversions"] for r in api["goals"]["rows"]}
+    steps = api["funnel"]["rows"]
+    assert [(f["step"], f["visits"]) for f in page["funnel"]] == [(r["step"], r["visits"]) for r in steps]
+    assert len(steps) == 2 and page["funnel"][0]["width"] == "100%" and steps[0]["visits"] >= steps[1]["visits"] > 0
+    assert {e["protocols"] for e in page["errorColumns"]} == {"obsd"}
+    assert page["current"].isdigit()
+
+
+def test_csv_download_is_the_report(seen: Seen) -> None:
+    """The CSV button saves the card's report as a file: its columns, every row, in order."""
+    _, page, api = seen
+    csv = page["csv"]
+    assert csv["name"] == "demo-entry-pages-24h.csv"
+    lines = csv["text"].strip().split("\r\n")
+    rep = api["entry_csv"]
+    assert lines[0] == ",".join(rep["columns"])
+    assert [line.split(",")[0] for line in lines[1:]] == [r["path"] for r in rep["rows"]]
+    assert [int(line.split(",")[1]) for line in lines[1:]] == [r["visits"] for r in rep["rows"]]
+
+
+def test_a_click_filters_the_whole_page_and_the_address_reproduces_it(seen: Seen) -> None:
+    """Clicking a page row filters every card by that page; the filter is in the URL, a chip removes it, and the
+    same URL in a new tab shows the same view."""
+    _, page, api = seen
+    f = page["filtered"]
+    assert f["clicked"].startswith("page=/") and f["chips"] == [f["clicked"]]
+    assert "filter=page%3D" in f["url"]
+    _same_kpis(f["kpis"], api["filtered"]["summary"])
+    assert api["filtered"]["summary"]["visits"] < api["overview"]["summary"]["visits"]
+    assert [(r["key"], _n(r["pageviews"])) for r in f["pages"]] == [
+        (r["path"], r["pageviews"]) for r in api["filtered_pages"]["rows"]]
+    assert page["reopened"]["chips"] == [f["clicked"]]
+    assert _n(page["reopened"]["visits"]) == api["filtered"]["summary"]["visits"]
+    assert "filter=" not in page["unfilteredUrl"]
+
+
+def test_comparison_adds_changes_and_a_previous_line(seen: Seen) -> None:
+    """Compare shows each headline number's change against the previous period and draws that period's line."""
+    _, page, api = seen
+    c = page["compared"]
+    assert "compare=previous" in c["url"] and c["previousLine"]
+    assert api["compared"]["change"]["visits"] is not None  # the 24 hours before had traffic too
+    for key, text in c["changes"].items():
+        change = api["compared"]["change"].get(key)
+        assert text == ("new" if change is None else f"{'▲' if change > 0 else '▼' if change < 0 else '='} "
+                        f"{abs(change):g}%"), key
 
 
 def test_page_is_self_contained_and_keeps_the_token_out_of_the_url(

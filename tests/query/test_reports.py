@@ -65,21 +65,32 @@ def _raw(store: Store, sql: str, p: ReportParams) -> list[list[Any]]:
 
 
 def test_overview_matches_raw_events(store: Store, reports: Reports) -> None:
-    """Totals and every hourly bucket equal counts and uniques over the raw events (bots left out)."""
+    """Totals and every hourly bucket equal counts and uniques over the raw events (bots left out): pageviews,
+    events and errors as they happened; visitors and sessions of the visits (sessions with a pageview or a custom
+    event) that began in the range or bucket."""
     p = _params(since="48h", bucket="hour")
     rep = reports.overview(p)
-    (pv, vis, ses, ev, err), = _raw(store, "SELECT countIf(type = 'pageview'), uniqIf(visitor_id, type = 'pageview'), "
-                                    "uniqIf(session_id, type = 'pageview'), count(), countIf(type = 'error') "
-                                    "FROM obsd.events WHERE $where", p)
-    assert rep.summary == {"pageviews": pv, "visitors": vis, "sessions": ses, "events": ev, "errors": err,
-                           "views_per_session": round(pv / ses, 2)}
-    assert pv > 300 and 0 < err < ev
-    raw = {r[0].replace(tzinfo=UTC): r[1:] for r in _raw(
-        store, "SELECT toStartOfHour(ts) AS h, countIf(type = 'pageview'), uniqIf(visitor_id, type = 'pageview') "
-        "FROM obsd.events WHERE $where GROUP BY h", p)}
+    (pv, ev, err), = _raw(store, "SELECT countIf(type = 'pageview'), count(), countIf(type = 'error') "
+                          "FROM obsd.events WHERE $where", p)
+    visits = (f"SELECT toStartOfHour(s) AS h, toDate(s) AS d, v FROM (SELECT session_id, min(ts) AS s, any(visitor_id) "
+              "AS v, countIf(type IN ('pageview', 'custom')) AS n FROM obsd.events WHERE project_id = 'demo' "
+              "AND NOT is_bot AND session_id != '' GROUP BY session_id "
+              f"HAVING n > 0 AND s >= toDateTime({int(p.since.timestamp())}, 'UTC') "
+              f"AND s < toDateTime({int(p.until.timestamp())}, 'UTC'))")
+    (ses, vis), = store.query(f"SELECT count(), uniqExact(d, v) FROM ({visits})").rows
+    assert {k: rep.summary[k] for k in ("pageviews", "visitors", "sessions", "events", "errors",
+                                        "views_per_session")} == {
+        "pageviews": pv, "visitors": vis, "sessions": ses, "events": ev, "errors": err,
+        "views_per_session": round(pv / ses, 2)}
+    assert pv > 300 and 0 < err < ev and rep.summary["visits"] == ses
+    raw = {r[0].replace(tzinfo=UTC): r[1] for r in _raw(
+        store, "SELECT toStartOfHour(ts) AS h, countIf(type = 'pageview') FROM obsd.events WHERE $where GROUP BY h", p)}
+    per_hour = {r[0].replace(tzinfo=UTC): tuple(r[1:]) for r in store.query(
+        f"SELECT h, uniqExact(d, v), count() FROM ({visits}) GROUP BY h").rows}
     assert len(rep.table.rows) == 48 and rep.table.rows[0][0] == p.since
-    for bucket, pageviews, visitors, *_ in rep.table.rows:
-        assert (pageviews, visitors) == tuple(raw.get(bucket, (0, 0))), bucket
+    for bucket, pageviews, visitors, sessions, *_ in rep.table.rows:
+        assert pageviews == raw.get(bucket, 0), bucket
+        assert (visitors, sessions) == per_hour.get(bucket, (0, 0)), bucket
     assert sum(r[1] for r in rep.table.rows) == pv
 
 
@@ -271,7 +282,7 @@ def test_relative_and_absolute_ranges() -> None:
     ({"since": "400d", "bucket": "hour"}, "bucket=day"),
     ({"path": "cart"}, "path must start with /"),
     ({"type": "teleport"}, "type='teleport'"),
-    ({"by": "country"}, "by='country'"),
+    ({"by": "bogus"}, "by='bogus'"),
     ({"project": "a b"}, "project id"),
     ({"color": "red"}, "unknown parameter color"),
 ])

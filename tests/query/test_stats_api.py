@@ -23,14 +23,15 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, list[traffic.Session]]]:
     """A daemon with two projects and 120 sessions of traffic ingested over HTTP into `demo`."""
-    d = Daemon(tmp_path_factory.mktemp("stats"), sections={"pipeline": {"batch_interval_ms": 50}},
+    d = Daemon(tmp_path_factory.mktemp("stats"), sections={"pipeline": {"batch_interval_ms": 50},
+                                                            "server": {"trusted_proxies": ["127.0.0.1"]}},
                projects=PROJECTS)
     d.start()
     try:
         sessions = traffic.sessions(120, now_ms=now_ms(), span_h=20)
         total = 0
         for s in sessions:
-            r = d.post(traffic.envelope_of(s), headers={"User-Agent": s.agent})
+            r = d.post(traffic.envelope_of(s), headers=s.headers())
             assert r.status == 202 and not r.json()["rejected"], r.body
             total += len(s.events)
         assert d.wait_for("SELECT count() FROM obsd.events", total) == total
@@ -40,12 +41,13 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, list
         d.stop()
 
 
-def stats(d: Daemon, report: str, headers: dict[str, str] | None = None, **params: str) -> Any:
-    r = http("GET", f"{d.base}/v1/stats/{report}?{urlencode(params)}", headers=AUTH if headers is None else headers)
+def stats(d: Daemon, report: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+    r = http("GET", f"{d.base}/v1/stats/{report}?{urlencode(params, doseq=True)}",
+             headers=AUTH if headers is None else headers)
     return r
 
 
-def ok(d: Daemon, report: str, **params: str) -> dict[str, Any]:
+def ok(d: Daemon, report: str, **params: Any) -> dict[str, Any]:
     r = stats(d, report, project="demo", **params)
     assert r.status == 200, r.body
     assert r.headers["Cache-Control"] == "no-store"
@@ -57,14 +59,18 @@ def test_overview_counts_what_was_ingested(fed: tuple[Daemon, list[traffic.Sessi
     """Pageviews, visitors, sessions and errors equal the raw table; bot traffic is not counted."""
     d, sessions = fed
     doc = ok(d, "overview")
-    raw = d.query("SELECT countIf(type = 'pageview') AS pageviews, uniqIf(visitor_id, type = 'pageview') AS visitors, "
-                  "uniqIf(session_id, type = 'pageview') AS sessions, count() AS events, "
+    raw = d.query("SELECT countIf(type = 'pageview') AS pageviews, count() AS events, "
                   "countIf(type = 'error') AS errors FROM obsd.events WHERE NOT is_bot")[0]
+    # Visitors and sessions of the visits: a visitor is counted once per day its visits began on.
+    raw |= d.query("SELECT uniqExact(day, v) AS visitors, count() AS sessions FROM (SELECT toDate(min(ts)) AS day, "
+                   "any(visitor_id) AS v FROM obsd.events WHERE NOT is_bot GROUP BY session_id "
+                   "HAVING countIf(type = 'pageview') > 0)")[0]
     humans = [s for s in sessions if s.agent != traffic.BOT_AGENT]
     assert raw["pageviews"] == sum(1 for s in humans for e in s.events if e["type"] == "pageview")
     assert {k: doc["summary"][k] for k in raw} == raw
-    # All traffic comes from 127.0.0.1, so a visitor is a browser per UTC day (ids rotate daily).
-    assert len(traffic.AGENTS) <= raw["visitors"] <= 2 * len(traffic.AGENTS)
+    # Each visitor has its own address and browser (~1.3 visits each); ids rotate at midnight UTC.
+    visitors = len({(s.ip, s.agent) for s in humans})
+    assert visitors <= raw["visitors"] <= 2 * visitors and raw["visitors"] > len(humans) / 2
     assert doc["report"] == "overview" and doc["project"] == "demo" and doc["bucket"] == "hour"
     assert doc["since"].endswith(":00:00Z") and doc["until"].endswith(":00:00Z")
     assert len(doc["series"]) == 24 and sum(b["pageviews"] for b in doc["series"]) == raw["pageviews"]
@@ -126,7 +132,8 @@ def test_index_lists_reports_and_projects(fed: tuple[Daemon, list[traffic.Sessio
     r = http("GET", f"{d.base}/v1/stats", headers=AUTH)
     assert r.status == 200
     assert r.json() == {"reports": ["overview", "pages", "referrers", "devices", "vitals", "errors", "events",
-                                    "recent", "releases"], "projects": ["demo", "other"]}
+                                    "recent", "releases", "entry-pages", "exit-pages", "sources", "utm", "locations",
+                                    "props", "goals", "funnel", "realtime"], "projects": ["demo", "other"]}
 
 
 def test_other_project_is_empty_not_mixed(fed: tuple[Daemon, list[traffic.Session]]) -> None:
@@ -212,3 +219,22 @@ def test_cli_report_opens_the_store_when_no_daemon_runs(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["summary"] == expected
     assert expected["pageviews"] == sum(1 for s in sessions for e in s.events if e["type"] == "pageview")
+
+
+def test_filters_repeat_and_bad_ones_are_refused(fed: tuple[Daemon, list[traffic.Session]]) -> None:
+    """filter= may repeat (ANDed) and reaches every report; a wrong key, operator or goal is a 400 with a reason."""
+    d, _ = fed
+    both = ok(d, "overview", filter=["device=mobile", "browser=Mobile Safari"])
+    mobile = ok(d, "overview", filter="device=mobile")
+    assert 0 < both["summary"]["visits"] < mobile["summary"]["visits"] and both["filters"] == [
+        "device=mobile", "browser=Mobile Safari"]
+    raw = d.query("SELECT uniqExact(session_id) AS n FROM obsd.events WHERE NOT is_bot AND device_type = 'mobile' "
+                  "AND type = 'pageview'")[0]
+    assert mobile["summary"]["visits"] == raw["n"]
+    for name in ("pages", "entry-pages", "sources", "goals", "props", "vitals"):
+        assert ok(d, name, filter="device=mobile")["filters"] == ["device=mobile"]
+    for bad, needle in (("colour=red", "filter key 'colour'"), ("page", "KEY=VALUE"), ("goal=Nope", "no such goal")):
+        r = http("GET", f"{d.base}/v1/stats/overview?{urlencode({'project': 'demo', 'filter': bad})}", headers=AUTH)
+        assert r.status == 400 and needle in r.json()["reason"], r.body
+    r = http("GET", f"{d.base}/v1/stats/overview?project=demo&compare=yesterday", headers=AUTH)
+    assert r.status == 400 and "compare" in r.json()["reason"]

@@ -8,6 +8,7 @@ export interface Envelope {
   sdk: { name: string; version: string };
   sent_at: number;
   session_id: string;
+  session_start?: number;
   environment?: string;
   release?: string;
   batch_id?: string;

@@ -27,7 +27,7 @@ describe('consent', () => {
     obs.consent('granted');
     await obs.flush();
     expect((await net.events()).map((e) => e.name)).toEqual(['before']);
-    expect(sessionStorage.getItem('obsd_session')).toMatch(/^[0-9a-f]{16}\.\d+$/);
+    expect(sessionStorage.getItem('obsd_session')).toMatch(/^[0-9a-f]{16}\.\d+\.\d+\.[01]$/);
   });
 
   test('denying drops the queue, stops capture and erases the stored session', async () => {
@@ -170,6 +170,35 @@ describe('session', () => {
     const [a, b, c] = (await net.bodies()).map((x) => x.session_id);
     expect(b).toBe(a);
     expect(c).not.toBe(a);
+  });
+
+  test('only the first pageview of a session is its entry, across page loads, and a new session enters again', async () => {
+    const first = start({ ...quiet, pageviews: true });
+    vi.advanceTimersByTime(0);
+    first.page();
+    await first.flush();
+    await first.shutdown();
+    const second = start({ ...quiet, pageviews: true });
+    vi.advanceTimersByTime(31 * 60 * 1000);
+    second.page(); // 31 minutes later: a new session
+    await second.flush();
+    const bodies = await net.bodies();
+    const views = bodies.flatMap((b) => b.events.filter((e) => e.type === 'pageview').map((e) => [b.session_id, e.entry]));
+    expect(views.map((v) => v[1])).toEqual([true, undefined, undefined, true]);
+    expect(views[3][0]).not.toBe(views[0][0]);
+  });
+
+  test('every batch says when its session began', async () => {
+    const t0 = Date.now();
+    const obs = start(quiet);
+    obs.track('a');
+    await obs.flush();
+    vi.advanceTimersByTime(10 * 60 * 1000);
+    obs.track('b');
+    await obs.flush();
+    const [a, b] = await net.bodies();
+    expect(a.session_start).toBe(t0);
+    expect(b.session_start).toBe(t0);
   });
 
   test('a batch never mixes sessions', async () => {

@@ -27,7 +27,7 @@ try {
   await ctx1.close();
 
   // 2. The documented way in: the token in the URL fragment, which the page moves to sessionStorage.
-  const ctx = await browser.newContext({ viewport: { width: 1360, height: 1000 } });
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
   const page = await ctx.newPage();
   page.on("request", (r) => { if (!r.url().startsWith(base)) out.foreign.push(r.url()); });
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
@@ -72,6 +72,48 @@ try {
   out.weekUrl = page.url();
   await page.click("#ranges button[data-since='24h']");
   await page.waitForSelector("#chart svg[data-buckets='24']", { timeout: 20000 });
+  // Visit tables, the funnel and release health as drawn.
+  const visitRows = (sel) => page.$$eval(sel, (trs) => trs.map((tr) => ({ key: tr.dataset.key, filter: tr.dataset.filter,
+    cells: Object.fromEntries([...tr.querySelectorAll("[data-col]")].map((td) => [td.dataset.col, td.textContent])) })));
+  out.entry = await visitRows("#entry tbody tr[data-key]");
+  out.sources = await visitRows("#sources tbody tr[data-key]");
+  out.goals = await visitRows("#goals tbody tr[data-key]");
+  out.funnel = await page.$$eval("#funnel .step", (els) => els.map((e) => ({ step: Number(e.dataset.step),
+    visits: Number(e.dataset.visits), width: e.querySelector(".fbar").style.width })));
+  out.errorColumns = await page.$$eval("#errors tbody tr[data-key]", (trs) => trs.map((tr) => ({
+    protocols: tr.querySelector("[data-col=protocols]").textContent, releases: tr.querySelector("[data-col=releases]").textContent })));
+  out.current = await page.textContent("[data-current]");
+  // CSV: the button downloads the report the card shows, as a file.
+  const [download] = await Promise.all([page.waitForEvent("download", { timeout: 15000 }),
+    page.click("button.csv[data-report='entry-pages']")]);
+  const chunks = [];
+  for await (const c of await download.createReadStream()) chunks.push(c);
+  out.csv = { name: download.suggestedFilename(), text: Buffer.concat(chunks).toString("utf8") };
+  // Click a row: the whole page is filtered, the filter is in the address, and a chip shows it.
+  await page.evaluate(() => { document.body.dataset.ready = "0"; });
+  const clicked = await page.getAttribute("#pages tbody tr[data-filter]", "data-filter");
+  await page.click("#pages tbody tr[data-filter]");
+  await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.filtered = { clicked, url: page.url(), chips: await page.$$eval("#filters .chip", (cs) => cs.map((c) => c.dataset.filter)),
+    kpis: await page.$$eval("[data-kpi]", (els) => Object.fromEntries(els.map((e) => [e.dataset.kpi, e.textContent]))),
+    pages: await rows("#pages tbody tr[data-key]") };
+  // The address reproduces the view: a fresh tab (its own sessionStorage, so the token comes in the fragment).
+  const again = await ctx.newPage();
+  await again.goto(`${page.url()}#token=${encodeURIComponent(token)}`);
+  await again.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.reopened = { chips: await again.$$eval("#filters .chip", (cs) => cs.map((c) => c.dataset.filter)),
+    visits: await again.textContent("[data-kpi=visits]") };
+  await again.close();
+  // Remove the filter with its chip; then compare with the previous period.
+  await page.evaluate(() => { document.body.dataset.ready = "0"; });
+  await page.click("#filters .chip");
+  await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.unfilteredUrl = page.url();
+  await page.evaluate(() => { document.body.dataset.ready = "0"; });
+  await page.click("#compare");
+  await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.compared = { url: page.url(), previousLine: (await page.$("#chart polyline.previous")) !== null,
+    changes: await page.$$eval("[data-change]", (els) => Object.fromEntries(els.map((e) => [e.dataset.change, e.textContent]))) };
   await page.mouse.move(box.x + (top[0] * box.width) / vb, box.y + box.height / 2);
   await page.screenshot({ path: shot, fullPage: true });
 } finally {
