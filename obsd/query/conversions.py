@@ -4,6 +4,7 @@ event's properties, and who is on the site right now."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from obsd.query.filters import Goal, ReportError, Sql, prop_sql
@@ -30,20 +31,44 @@ def goals(q: Query, s: Scope) -> tuple[dict[str, Any], QueryResult]:
     if not gs:
         return {**base, "goals": 0, "note": "no goals configured: add [[projects.goals]] to obsd.toml"}, \
             QueryResult(list(cols), ["String", "UInt64", "UInt64", "Float64"], [])
-    conds = [s.sql.goal(g) for g in gs]
-    # One pass: per goal a uniqIf/countIf over only the events that meet some goal. Visitor ids rotate daily,
-    # so uniq(visitor_id) counts visitor-days like the visit reports (two-argument uniq cost 1.6x here).
-    parts = ", ".join(f"uniqIf(visitor_id, {c}), countIf({c})" for c in conds)
-    res = q(f"SELECT {parts} FROM {s.events_range} AND type IN ('pageview', 'custom') AND ({' OR '.join(conds)})"
-            f"{s.event_where()}", s.params(), ())
-    values = [int(x or 0) for x in res.rows[0]] if res.rows else [0] * (2 * len(gs))
-    rows: list[list[Any]] = []
-    for i, g in enumerate(gs):
-        v, n = values[2 * i: 2 * i + 2]
-        rows.append([g.name, v, n, _rate(v, base["visitors"])])
+    counts: dict[str, tuple[int, int]] = {}
+    if s.tier is not None and not s.p.filters:
+        # Unfiltered, a page goal and an event goal without a property match read the pages and events
+        # rollups: the same uniq states the events would give, a row per day and page instead of every event
+        # (at 10M events over 30 days, 0.2 s instead of 0.6 s).
+        counts |= _rollup_goals(q, s, [g for g in gs if g.page], "pages", "",
+                                lambda g: s.sql.page_match("path", g.page), "pageviews")
+        counts |= _rollup_goals(q, s, [g for g in gs if g.event and not g.props], "events", "type = 'custom'",
+                                lambda g: f"name = {s.sql.bind(g.event)}", "events")
+    raw = [g for g in gs if g.name not in counts]
+    if raw:
+        conds = [s.sql.goal(g) for g in raw]
+        # One pass: per goal a uniqIf/countIf over only the events that meet some goal. Visitor ids rotate
+        # daily, so uniq(visitor_id) counts visitor-days like the visit reports (two-argument uniq cost 1.6x).
+        parts = ", ".join(f"uniqIf(visitor_id, {c}), countIf({c})" for c in conds)
+        res = q(f"SELECT {parts} FROM {s.events_range} AND type IN ('pageview', 'custom') AND "
+                f"({' OR '.join(conds)}){s.event_where()}", s.params(), ())
+        counts |= _pairs(raw, res)
+    rows: list[list[Any]] = [[g.name, *counts[g.name], _rate(counts[g.name][0], base["visitors"])] for g in gs]
     rows.sort(key=lambda r: (-int(r[1]), str(r[0])))
     summary = {**base, "goals": len(gs), "conversions": sum(r[2] for r in rows)}
     return summary, QueryResult(list(cols), ["String", "UInt64", "UInt64", "Float64"], rows)
+
+
+def _rollup_goals(q: Query, s: Scope, gs: list[Goal], rollup: str, extra: str, cond: Callable[[Goal], str],
+                  count: str) -> dict[str, tuple[int, int]]:
+    """Visitors and conversions of goals from a rollup's uniq states and counts (one scan for all of them)."""
+    if not gs or s.tier is None:
+        return {}
+    table, where = s.tier(rollup, extra)
+    conds = [cond(g) for g in gs]
+    parts = ", ".join(f"uniqMergeIf(visitors, {c}), sumIf({count}, {c})" for c in conds)
+    return _pairs(gs, q(f"SELECT {parts} FROM {table} WHERE {where}", s.params(), ()))
+
+
+def _pairs(gs: list[Goal], res: QueryResult) -> dict[str, tuple[int, int]]:
+    values = [int(x or 0) for x in res.rows[0]] if res.rows else [0] * (2 * len(gs))
+    return {g.name: (values[2 * i], values[2 * i + 1]) for i, g in enumerate(gs)}
 
 
 def funnel_steps(s: Scope) -> list[tuple[str, str]]:

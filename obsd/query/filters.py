@@ -114,12 +114,16 @@ class Sql:
             return f"positionCaseInsensitive({column}, {v}) > 0"
         return f"{column} {'!=' if op == '!=' else '='} {v}"
 
+    def page_match(self, column: str, pattern: str) -> str:
+        """`column` holds a path that matches a goal's page pattern (`*` for any characters)."""
+        if "*" in pattern:
+            return f"match({column}, {self.bind(page_regex(pattern))})"
+        return f"{column} = {self.bind(pattern)}"
+
     def goal(self, g: Goal) -> str:
         """The condition an event meets to convert on a goal."""
         if g.page:
-            if "*" in g.page:
-                return f"(type = 'pageview' AND match(path, {self.bind(page_regex(g.page))}))"
-            return f"(type = 'pageview' AND path = {self.bind(g.page)})"
+            return f"(type = 'pageview' AND {self.page_match('path', g.page)})"
         conds = [f"type = 'custom' AND name = {self.bind(g.event)}"]
         conds += [f"{prop_sql(self.bind(k))} = {self.bind(v)}" for k, v in g.props]
         return "(" + " AND ".join(conds) + ")"

@@ -6,7 +6,7 @@ Every value is a query parameter (`Sql.bind`): the range and project are the rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ class Scope:
     goals: Mapping[str, Goal]
     funnels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sql: Sql = field(default_factory=Sql)
+    # (rollup, extra condition) -> the daily or hourly tier of that rollup over the range, and its WHERE
+    tier: Callable[[str, str], tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self.goal_map = dict(self.goals)
