@@ -132,7 +132,10 @@ class Sql:
         """The event a filter on an event attribute is about (the operator itself when `positive` is false)."""
         op = "=" if (positive and f.op == "!=") else f.op
         if f.key == "page":
-            return f"(type = 'pageview' AND {self.compare('path', op, f.value)})"
+            # A visit saw a page when it has a pageview of it; any event (a vital, an error, a custom event)
+            # happened on the page in its `path`.
+            cond = self.compare("path", op, f.value)
+            return f"(type = 'pageview' AND {cond})" if positive else cond
         if f.key == "event":
             cond = self.compare("name", op, f.value)
             return f"(type = 'custom' AND {cond})" if op != "!=" else f"NOT (type = 'custom' AND name = " \

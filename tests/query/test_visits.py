@@ -280,3 +280,22 @@ def test_goals_equal_the_raw_events(traffic_store: Store, since: str, until: str
         want[goal] = (len({v for v, _ in hits}), len(hits))
     got = {row[0]: (row[1], row[2]) for row in r.run("goals", p).table.rows}
     assert got == want and all(n > 0 for _, n in want.values())
+
+
+@pytest.mark.parametrize("page", ["page=/cart", "page!=/cart", "page~p/"])
+def test_a_page_filter_keeps_every_event_on_that_page(traffic_store: Store, page: str) -> None:
+    """On the event reports a page filter keeps the events that happened on the page, of every type (Web Vitals,
+    errors, custom events and clicks alike), not only its pageviews."""
+    r = Reports(traffic_store, "t_visits")
+    p = parse_params({"project": "demo", "since": "10d", "filter": [page], "limit": "100"}, now=TRAFFIC_NOW)
+    value = page.split("=")[-1].split("~")[-1]
+    cond = {"=": "path = {v:String}", "!": "path != {v:String}", "~": "positionCaseInsensitive(path, {v:String}) > 0"}
+    raw = dict(traffic_store.query(
+        f"SELECT type, count() FROM t_visits.events WHERE NOT is_bot AND {cond[page[4]]} AND ts >= {{s:DateTime}} "
+        "AND ts < {u:DateTime} GROUP BY type", parameters={"v": value, "s": p.since, "u": p.until}).rows)
+    by_type: dict[str, int] = defaultdict(int)
+    for row in r.run("events", p).table.rows:
+        by_type[row[0]] += row[2]
+    assert dict(by_type) == raw and {"pageview", "web_vital", "error", "custom"} <= set(raw)
+    assert sum(row[2] for row in r.run("errors", p).table.rows) == raw["error"]
+    assert sum(row[1] for row in r.run("vitals", p).table.rows) == raw["web_vital"]
