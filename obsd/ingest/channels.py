@@ -20,6 +20,7 @@ two in step).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
 
 # Known referrer hosts → source name. Hosts are matched after lowercasing and stripping "www.";
@@ -142,8 +143,10 @@ def source_of_tag(tag: str) -> str:
     return _BY_LOWER.get(t.lower(), _EXACT.get(t.lower().removeprefix("www."), t))
 
 
+@lru_cache(maxsize=2048)
 def classify(referrer: str, url: str, site_host: str = "") -> tuple[str, str]:
-    """(source, channel) of a pageview from its referrer and its (unscrubbed) URL."""
+    """(source, channel) of a pageview from its referrer and its (unscrubbed) URL. Landing URLs and referrers
+    repeat, so the answers are cached (2,048 of them: at most a few MB with URLs at their length cap)."""
     try:
         q = dict(parse_qsl(urlsplit(url).query)) if "?" in url else {}
         ref_host = (urlsplit(referrer).hostname or "") if referrer else ""
