@@ -64,7 +64,7 @@ def _header(doc: dict[str, Any]) -> Text:
     since, until = doc["since"].replace("T", " ")[:16], doc["until"].replace("T", " ")[:16]
     head = Text.assemble((title, "bold"), f" · {doc['project']} · {since} → {until} UTC", style="")
     change = doc.get("change") or {}
-    summary = "   ".join(f"{k.replace('_', ' ')}: {number(v)}" + _change(change, k)
+    summary = "   ".join(f"{k.replace('_', ' ')}: {_headline(k, v)}" + _change(change, k)
                          for k, v in doc.get("summary", {}).items() if not isinstance(v, list))
     out = Text.assemble(head, "\n", (summary, "cyan")) if summary else head
     if doc.get("filters"):
@@ -76,6 +76,16 @@ def _header(doc: dict[str, Any]) -> Text:
     for note in doc.get("notes", []):
         out.append(f"\n{note}", style="dim italic")
     return out
+
+
+def _headline(key: str, v: Any) -> str:
+    """A headline number with its unit: rates in percent, the visit duration in minutes and seconds."""
+    if key.endswith("_rate") and isinstance(v, int | float):
+        return f"{v:.1f}%"
+    if key == "visit_duration" and isinstance(v, int | float):
+        m, sec = divmod(round(v), 60)
+        return f"{m}m {sec}s" if m else f"{sec}s"
+    return number(v)
 
 
 def _change(change: dict[str, Any], key: str) -> str:

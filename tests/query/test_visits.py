@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -299,3 +300,28 @@ def test_a_page_filter_keeps_every_event_on_that_page(traffic_store: Store, page
     assert dict(by_type) == raw and {"pageview", "web_vital", "error", "custom"} <= set(raw)
     assert sum(row[2] for row in r.run("errors", p).table.rows) == raw["error"]
     assert sum(row[1] for row in r.run("vitals", p).table.rows) == raw["web_vital"]
+
+
+def test_every_report_renders_as_terminal_tables(reports: Reports) -> None:
+    """`obsd report` draws each report, compared with the week before, with its rows and units: the bounce rate
+    in percent, the visit duration in seconds, the change against the earlier range."""
+    from rich.console import Console
+
+    from obsd.cli.report_view import TITLES, render
+    from obsd.query.reports import REPORTS
+
+    week = {"compare": f"{(DAY0 - timedelta(days=7)):%Y-%m-%d}..{(DAY0 - timedelta(days=7)):%Y-%m-%d}"}
+    for name in REPORTS:
+        doc = run(reports, name, **({} if name in ("recent", "realtime") else week))
+        console = Console(record=True, width=200)
+        console.print(render(doc))
+        text = console.export_text()
+        assert text.startswith(TITLES[name]), (name, text[:200])
+        if name == "overview":
+            s = doc["summary"]
+            assert re.search(rf"bounce\s+rate:\s+{s['bounce_rate']:.1f}%\s+\([+-]?[\d.]+%\)", text), text[:600]
+            assert re.search(rf"visit\s+duration:\s+{s['visit_duration']}s\s+\(", text), text[:600]
+        if name == "entry-pages":
+            assert "/pricing" in text and "100.0%" in text
+        if name == "goals":
+            assert "Pricing" in text and "Signup (pro)" in text
