@@ -143,10 +143,18 @@ def source_of_tag(tag: str) -> str:
     return _BY_LOWER.get(t.lower(), _EXACT.get(t.lower().removeprefix("www."), t))
 
 
-@lru_cache(maxsize=2048)
+_CACHED_CHARS = 1024  # URL + referrer; longer pairs (rare, and a hostile client's way to fill memory) are not kept
+
+
 def classify(referrer: str, url: str, site_host: str = "") -> tuple[str, str]:
     """(source, channel) of a pageview from its referrer and its (unscrubbed) URL. Landing URLs and referrers
-    repeat, so the answers are cached (2,048 of them: at most a few MB with URLs at their length cap)."""
+    repeat, so the answers for 2,048 short pairs are cached (a few MB at most)."""
+    if len(url) + len(referrer) + len(site_host) <= _CACHED_CHARS:
+        return _classify_cached(referrer, url, site_host)
+    return _classify(referrer, url, site_host)
+
+
+def _classify(referrer: str, url: str, site_host: str) -> tuple[str, str]:
     try:
         q = dict(parse_qsl(urlsplit(url).query)) if "?" in url else {}
         ref_host = (urlsplit(referrer).hostname or "") if referrer else ""
@@ -159,6 +167,9 @@ def classify(referrer: str, url: str, site_host: str = "") -> tuple[str, str]:
     source = source_of_tag(tagged) if tagged else ("" if internal or not ref_host else source_of_host(ref_host))
     click = next((c for c in CLICK_IDS if c in q), "")
     return source, channel(source, q.get("utm_medium", ""), tagged, q.get("utm_campaign", ""), click)
+
+
+_classify_cached = lru_cache(maxsize=2048)(_classify)
 
 
 def channel(source: str, utm_medium: str, utm_source: str = "", utm_campaign: str = "", click_id: str = "") -> str:

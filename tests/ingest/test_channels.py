@@ -86,3 +86,18 @@ def test_the_sql_renderings_and_the_migration_agree_with_python(tmp_path: Path) 
         assert tuple(got) == want, (ref, url)
         if not click:  # the stored rows the backfill reads have no click ids left
             assert tuple(old) == want, (ref, url)
+
+
+def test_the_answer_cache_is_bounded_and_skips_long_urls() -> None:
+    """Cached answers equal computed ones; a URL near the length cap is answered but not kept, and the cache
+    never holds more than its 2,048 pairs however many distinct landing URLs arrive."""
+    from obsd.ingest.channels import _classify, _classify_cached
+
+    _classify_cached.cache_clear()
+    long_url = "https://shop.example/?utm_source=newsletter&x=" + "a" * 8000
+    assert classify("", long_url, "shop.example") == _classify("", long_url, "shop.example") == ("newsletter", "email")
+    assert _classify_cached.cache_info().currsize == 0
+    for i in range(3000):
+        url = f"https://shop.example/p/{i}?utm_source=google&utm_medium=cpc"
+        assert classify("https://www.google.com/", url, "shop.example") == ("Google", "paid")
+    assert _classify_cached.cache_info().currsize == 2048
