@@ -21,6 +21,8 @@ Seen = tuple[Daemon, dict[str, Any], dict[str, dict[str, Any]]]
 PROJECT = {"id": "demo", "write_key": WRITE_KEY, "goals": [
     {"name": "Cart", "page": "/cart"}, {"name": "Checkout", "page": "/checkout"},
     {"name": "Add to cart", "event": "add_to_cart"}], "funnels": [{"name": "Buy", "steps": ["Cart", "Checkout"]}]}
+MEDIA = ("email", "social")
+COUNTRIES = ("DE", "US", "FR", "DE", "GB")
 COLOURS = {"good": "rgb(12, 157, 88)", "needs-improvement": "rgb(227, 155, 0)", "poor": "rgb(229, 72, 60)"}
 
 
@@ -42,14 +44,17 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
     """Feed a daemon, render its dashboard in Chromium, and fetch the same reports from the API."""
     need(missing_browser())
     root = tmp_path_factory.mktemp("dash")
-    d = Daemon(root, sections={"pipeline": {"batch_interval_ms": 50}, "server": {"trusted_proxies": ["127.0.0.1"]}},
-               projects=[PROJECT])
+    d = Daemon(root, sections={"pipeline": {"batch_interval_ms": 50}, "server": {"trusted_proxies": ["127.0.0.1"]},
+                               "privacy": {"country_header": "CF-IPCountry"}}, projects=[PROJECT])
     d.start()
     try:
         # Over 40 hours: the last 24 are shown, the 24 before them are what "compare" compares with.
         sessions = traffic.sessions(150, now_ms=now_ms(), span_h=40, seed=11)
-        for s in sessions:
-            assert d.post(traffic.envelope_of(s), headers=s.headers()).status == 202
+        for i, s in enumerate(sessions):
+            if i % 3 == 0:  # a third of the visits land from a campaign
+                s.events[0]["url"] += f"?utm_source=news&utm_medium={MEDIA[i % 2]}&utm_campaign=spring{i % 4}"
+            country = {"CF-IPCountry": COUNTRIES[i % len(COUNTRIES)]}
+            assert d.post(traffic.envelope_of(s), headers={**s.headers(), **country}).status == 202
         total = sum(len(s.events) for s in sessions)
         assert d.wait_for("SELECT count() FROM obsd.events", total) == total
         traffic.settle(d, sessions)
@@ -67,7 +72,10 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
                "sources": _api(d, "sources", limit="10"), "goals": _api(d, "goals"), "funnel": _api(d, "funnel"),
                "filtered": _api(d, "overview", filter=clicked), "filtered_pages": _api(d, "pages", limit="10",
                                                                                        filter=clicked),
-               "compared": _api(d, "overview", compare="previous")}
+               "compared": _api(d, "overview", compare="previous"),
+               "utm_campaign": _api(d, "utm", limit="10", by="utm_campaign"),
+               "utm_medium": _api(d, "utm", limit="10", by="utm_medium"),
+               "countries": _api(d, "locations", limit="10"), "utm_csv": _api(d, "utm", limit="1000", by="utm_medium")}
         return d, page, api
     finally:
         d.stop()
@@ -225,3 +233,21 @@ def test_dashboard_is_served_with_a_strict_policy(tmp_path: Path) -> None:
         assert http("GET", d.base + "/dashboard/app.js", headers={"If-None-Match": js.headers["ETag"]}).status == 304
         missing = http("GET", d.base + "/dashboard/..%2Fdashboard.py")
         assert missing.status == 404 and missing.json()["error"] == "not_found"
+
+
+def test_campaign_and_location_tabs_show_one_level_each(seen: Seen) -> None:
+    """Campaigns show one UTM tag at a time (campaign first; a tab switches to medium), locations the countries;
+    each as the API gives it for that level, and the CSV button saves the level the card shows."""
+    _, page, api = seen
+    tabs = page["tabs"]
+    assert [(r["key"], r["cells"]["visits"]) for r in tabs["campaign"]] == [
+        (r["value"], f"{r['visits']:,}") for r in api["utm_campaign"]["rows"]] and len(tabs["campaign"]) == 4
+    assert tabs["mediumLabel"] == "Medium" and {r["key"] for r in tabs["medium"]} == set(MEDIA)
+    assert [(r["key"], r["filter"]) for r in tabs["medium"]] == [
+        (r["value"], f"utm_medium={r['value']}") for r in api["utm_medium"]["rows"]]
+    assert [(r["key"], r["cells"]["visits"]) for r in tabs["countries"]] == [
+        (r["country"], f"{r['visits']:,}") for r in api["countries"]["rows"]]
+    assert {r["key"] for r in tabs["countries"]} == set(COUNTRIES)
+    lines = tabs["csv"].strip().splitlines()
+    assert lines[0].split(",") == api["utm_csv"]["columns"] and len(lines) == 1 + len(api["utm_csv"]["rows"])
+    assert {line.split(",")[1] for line in lines[1:]} == set(MEDIA)

@@ -5,7 +5,8 @@ const REFRESH_MS = 30000;
 const LIVE_MS = 5000;
 const $ = (sel) => document.querySelector(sel);
 const fmt = (n) => (n == null ? "–" : Number(n).toLocaleString("en-US"));
-const state = { project: null, since: "24h", filters: [], compare: false, timer: 0, liveTimer: 0, liveSeq: 0, seq: 0 };
+const state = { project: null, since: "24h", filters: [], compare: false, timer: 0, liveTimer: 0, liveSeq: 0, seq: 0,
+  by: { utm: "utm_campaign", locations: "country" } }; // the tab each tabbed card shows
 const pct = (v) => (v == null ? "–" : `${Number(v).toFixed(1)}%`);
 const secs = (v) => (v == null ? "–" : v >= 60 ? `${Math.floor(v / 60)}m ${String(Math.round(v % 60)).padStart(2, "0")}s` : `${Math.round(v)}s`);
 
@@ -337,7 +338,7 @@ function addFilter(f) {
 // The report as CSV, from the API with the page's range and filters: built here, saved by the browser.
 async function downloadCsv(report) {
   const rep = await api(`/v1/stats/${report}`, { project: state.project, since: state.since, filter: state.filters,
-    limit: 1000 });
+    limit: 1000, ...(state.by[report] ? { by: state.by[report] } : {}) });
   const cell = (v) => {
     const t = v == null ? "" : Array.isArray(v) ? v.join(" ") : String(v);
     return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
@@ -359,8 +360,9 @@ async function refresh() {
     const names = ["overview", "pages", "referrers", "devices", "vitals", "errors", "entry-pages", "exit-pages",
       "sources", "utm", "locations", "goals", "funnel", "releases"];
     const limits = { pages: 10, referrers: 10, devices: 5, errors: 10, "entry-pages": 10, "exit-pages": 10, sources: 10,
-      utm: 5, locations: 10, releases: 10 };
-    const own = (n) => (n === "releases" ? { filter: state.filters.filter((f) => /^(release|environment)[!=~]/.test(f)) } : {});
+      utm: 10, locations: 10, releases: 10 };
+    const own = (n) => (n === "releases" ? { filter: state.filters.filter((f) => /^(release|environment)[!=~]/.test(f)) }
+      : state.by[n] ? { by: state.by[n] } : {});
     const docs = await Promise.all(names.map((n) => api(`/v1/stats/${n}`, params({
       ...(limits[n] ? { limit: limits[n] } : {}), ...(n === "overview" ? {} : { compare: undefined }), ...own(n) }))));
     if (seq !== state.seq) return; // a newer refresh (another filter, range or project) is under way
@@ -378,10 +380,11 @@ async function refresh() {
       ["visit_duration", secs(x.visit_duration)]], (x) => ["exit_page", x.path]);
     renderVisits("sources", r.sources.rows, (x) => [x.source, ["channel", x.channel], ["visits", fmt(x.visits)],
       ["bounce_rate", pct(x.bounce_rate)]], (x) => (x.source === "(direct)" ? ["channel", "direct"] : ["source", x.source]));
-    renderVisits("utm", r.utm.rows, (x) => [x.key, ["value", x.value], ["visits", fmt(x.visits)],
-      ["bounce_rate", pct(x.bounce_rate)]], (x) => [x.key, x.value]);
-    renderVisits("locations", r.locations.rows, (x) => [x.country, ["visits", fmt(x.visits)], ["visitors", fmt(x.visitors)]],
-      (x) => ["country", x.country]);
+    renderVisits("utm", r.utm.rows, (x) => [x.value, ["visits", fmt(x.visits)], ["bounce_rate", pct(x.bounce_rate)]],
+      (x) => [x.key, x.value]);
+    const place = state.by.locations;
+    renderVisits("locations", r.locations.rows, (x) => [x[place], ["visits", fmt(x.visits)], ["visitors", fmt(x.visitors)]],
+      (x) => [place, x[place]]);
     renderVisits("goals", r.goals.rows.map((x) => ({ ...x, visits: x.visitors })), (x) => [x.goal,
       ["visitors", fmt(x.visitors)], ["conversions", fmt(x.conversions)], ["conversion_rate", pct(x.conversion_rate)]],
       (x) => ["goal", x.goal]);
@@ -467,6 +470,15 @@ function wire() {
     b.addEventListener("click", () => { state.since = b.dataset.since; syncUrl(); refresh(); });
   }
   $("#compare").addEventListener("click", () => { state.compare = !state.compare; syncUrl(); refresh(); });
+  for (const b of document.querySelectorAll(".tabs button")) {
+    const card = b.parentElement.dataset.tabs;
+    b.addEventListener("click", () => {
+      state.by[card] = b.dataset.by;
+      for (const o of b.parentElement.children) o.setAttribute("aria-pressed", String(o === b));
+      $(`#${card} th[data-label]`).textContent = b.textContent;
+      refresh();
+    });
+  }
   for (const b of document.querySelectorAll("button.csv")) {
     b.addEventListener("click", () => downloadCsv(b.dataset.report).catch((e) => showProblem(`CSV: ${e.message}`)));
   }

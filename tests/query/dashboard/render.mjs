@@ -89,6 +89,18 @@ try {
   const chunks = [];
   for await (const c of await download.createReadStream()) chunks.push(c);
   out.csv = { name: download.suggestedFilename(), text: Buffer.concat(chunks).toString("utf8") };
+  // Tabbed cards: campaigns by campaign, then by medium (the header and the CSV follow the tab); countries.
+  out.tabs = { campaign: await visitRows("#utm tbody tr[data-key]"), countries: await visitRows("#locations tbody tr[data-key]") };
+  await page.evaluate(() => { document.body.dataset.ready = "0"; });
+  await page.click(".tabs[data-tabs='utm'] button[data-by='utm_medium']");
+  await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.tabs.medium = await visitRows("#utm tbody tr[data-key]");
+  out.tabs.mediumLabel = await page.textContent("#utm th[data-label]");
+  const [utmCsv] = await Promise.all([page.waitForEvent("download", { timeout: 15000 }),
+    page.click("button.csv[data-report='utm']")]);
+  const utmChunks = [];
+  for await (const c of await utmCsv.createReadStream()) utmChunks.push(c);
+  out.tabs.csv = Buffer.concat(utmChunks).toString("utf8");
   // Click a row: the whole page is filtered, the filter is in the address, and a chip shows it.
   await page.evaluate(() => { document.body.dataset.ready = "0"; });
   const clicked = await page.getAttribute("#pages tbody tr[data-filter]", "data-filter");
