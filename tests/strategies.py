@@ -222,6 +222,11 @@ def deeply_nested_bodies(draw: st.DrawFn, min_depth: int = 1, max_depth: int = 5
     depth = draw(st.integers(min_depth, max_depth))
     position = draw(st.sampled_from(NESTING_POSITIONS))
     kind = draw(st.sampled_from(["array", "object", "mixed"]))
+    return nested_body(depth, position, kind), depth, position
+
+
+def nested_body(depth: int, position: str, kind: str = "array") -> bytes:
+    """A batch body with a value nested `depth` levels (arrays, objects or both in turn) at `position`."""
     opens: list[bytes] = []
     closes: list[bytes] = []
     for i in range(depth):
@@ -232,11 +237,11 @@ def deeply_nested_bodies(draw: st.DrawFn, min_depth: int = 1, max_depth: int = 5
     event = (b'{"id":"0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21","type":"custom","name":"n","ts":%d' %
              (int(__import__("time").time() * 1000)))
     if position == "events":
-        return b'{"session_id":"s1","events":[' + event + b"}," + nested + b"]}", depth, position
+        return b'{"session_id":"s1","events":[' + event + b"}," + nested + b"]}"
     if position == "props":
-        return b'{"events":[' + event + b',"props":{"x":' + nested + b"}}]}", depth, position
+        return b'{"events":[' + event + b',"props":{"x":' + nested + b"}}]}"
     if position == "context":
-        return b'{"context":{"title":' + nested + b'},"events":[' + event + b"}]}", depth, position
+        return b'{"context":{"title":' + nested + b'},"events":[' + event + b"}]}"
     if position == "event_field":
-        return b'{"events":[' + event + b',"extra":' + nested + b"}]}", depth, position
-    return b'{"whatever":' + nested + b',"events":[' + event + b"}]}", depth, position
+        return b'{"events":[' + event + b',"extra":' + nested + b"}]}"
+    return b'{"whatever":' + nested + b',"events":[' + event + b"}]}"
