@@ -238,3 +238,27 @@ def test_filters_repeat_and_bad_ones_are_refused(fed: tuple[Daemon, list[traffic
         assert r.status == 400 and needle in r.json()["reason"], r.body
     r = http("GET", f"{d.base}/v1/stats/overview?project=demo&compare=yesterday", headers=AUTH)
     assert r.status == 400 and "compare" in r.json()["reason"]
+
+
+HOSTILE_VALUES = ["' OR 1=1 --", "x'); DROP TABLE obsd.events; --", "{project:String}", "\\'", "%", "_", ".*", "*",
+                  "a\\", "💥", "/'||'"]
+
+
+def test_hostile_filter_values_are_data_never_sql(fed: tuple[Daemon, list[traffic.Session]]) -> None:
+    """Quotes, SQL, parameter placeholders, LIKE and regex metacharacters in a filter value or a prop key are
+    compared as text: `=` and `~` match nothing, `!=` everything, every report answers 200 and nothing changes."""
+    d, _ = fed
+    events = d.scalar("SELECT count() FROM obsd.events")
+    everything = ok(d, "overview")["summary"]["visits"]
+    assert everything > 0
+    for v in HOSTILE_VALUES:
+        for f, visits in ((f"page={v}", 0), (f"entry_page~{v}", 0), (f"utm_source!={v}", everything),
+                          (f"prop:{v}={v}", 0), (f"event={v}", 0)):
+            assert ok(d, "overview", filter=f)["summary"]["visits"] == visits, f
+        for name in ("pages", "entry-pages", "sources", "goals", "props", "vitals", "errors", "funnel"):
+            extra = {"step": [f"page={v}", f"event={v}"]} if name == "funnel" else {}
+            doc = ok(d, name, filter=[f"page={v}", f"country~{v}"], **extra)
+            assert doc["filters"] == [f"page={v}", f"country~{v}"] and not any(
+                r.get(k) for r in doc["rows"] for k in ("visits", "visitors", "pageviews", "events", "samples",
+                                                         "conversions")), (name, v, doc["rows"])
+    assert d.scalar("SELECT count() FROM obsd.events") == events
