@@ -13,6 +13,7 @@ from typing import Any
 from obsd.query.scope import Scope
 from obsd.query.visits import Query
 from obsd.store.client import QueryResult
+from obsd.vocabulary import THRESHOLDS
 
 # The error fingerprint of errors_hourly_mv (migrations 0002/0007), for errors read from events.
 FINGERPRINT = """cityHash64(
@@ -62,13 +63,15 @@ def devices(q: Query, s: Scope) -> tuple[dict[str, Any], QueryResult]:
     return {"pageviews": sum(int(r[2]) for r in res.rows if r[0] == "device")}, res
 
 
+def _threshold(i: int, otherwise: str) -> str:
+    """The metric's good (0) or poor (1) threshold as SQL over `name`, from the one table of them."""
+    return "multiIf(" + "".join(f"name = '{m}', {t[i]:g}, " for m, t in THRESHOLDS.items()) + f"{otherwise})"
+
+
 def vitals_rows(q: Query, s: Scope, dim: str, group: str) -> QueryResult:
     """Per metric (and path or device), from the raw samples: the same columns the rollup query gives."""
     return q(f"SELECT {dim}name AS metric, count() AS samples, quantiles(0.5, 0.75, 0.95)(value) AS q, "
-             "countIf(value <= multiIf(name = 'LCP', 2500, name = 'INP', 200, name = 'CLS', 0.1, name = 'FCP', 1800, "
-             "name = 'TTFB', 800, name = 'FID', 100, -inf)) AS good, "
-             "countIf(value > multiIf(name = 'LCP', 4000, name = 'INP', 500, name = 'CLS', 0.25, name = 'FCP', 3000, "
-             "name = 'TTFB', 1800, name = 'FID', 300, inf)) AS poor "
+             f"countIf(value <= {_threshold(0, '-inf')}) AS good, countIf(value > {_threshold(1, 'inf')}) AS poor "
              f"FROM {s.events_range} AND type = 'web_vital'{s.event_where()} GROUP BY {group} "
              "ORDER BY samples DESC, metric LIMIT {limit:UInt32}", s.params(), ())
 
