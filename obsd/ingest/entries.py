@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
-VISIT_TIMEOUT_S: Final = 30 * 60
+from obsd.ingest.visits import VISIT_TIMEOUT_S
+
 MAX_SESSIONS: Final = 100_000
 
 
