@@ -9,7 +9,6 @@ it. A query that hits a limit is refused with a status and a reason, never a 500
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -46,10 +45,6 @@ def session_settings(s: Settings) -> dict[str, str]:
     }
 
 
-# Settings a caller may still pass per query on a limited connection: they are the session's own
-# (readonly = 1 rejects any change, even to the same value, so these are dropped, not sent).
-SESSION_KEYS = frozenset(session_settings(Settings()))
-
 
 def engine_options(s: Settings) -> dict[str, Any]:
     """Start options of the embedded engine: its process-wide memory cap."""
@@ -59,13 +54,6 @@ def engine_options(s: Settings) -> dict[str, Any]:
         return {"max_server_memory_usage": str(s.clickhouse.engine_max_memory_bytes)}
     return {"max_server_memory_usage_to_ram_ratio": str(ENGINE_MEMORY_RATIO)}
 
-
-def physical_memory() -> int:
-    """Bytes of RAM on this machine (0 when unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 0
 
 
 def limit_error(code: int | None, text: str) -> QueryLimitError | None:
