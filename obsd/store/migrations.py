@@ -142,10 +142,7 @@ class Migrator:
     def applied(self) -> dict[int, datetime]:
         """Versions currently applied, with when."""
         self.ensure_table()
-        res = self.store.query(
-            f"SELECT version, argMax(applied, at) AS a, max(at) FROM {self.db}.{TABLE} GROUP BY version"
-        )
-        return {int(v): at for v, a, at in res.rows if a}
+        return _applied(self.store)
 
     def status(self) -> list[MigrationStatus]:
         """Every known migration with its applied time, or None when pending."""
@@ -196,14 +193,19 @@ class Migrator:
         return targets
 
 
-def pending_labels(store: Store, migrations: list[Migration], database: str) -> list[str]:
+def _applied(store: Store) -> dict[int, datetime]:
+    """Versions applied in the store's database, with when (the table must exist)."""
+    res = store.query(
+        f"SELECT version, argMax(applied, at) AS a, max(at) FROM {store.database}.{TABLE} GROUP BY version"
+    )
+    return {int(v): at for v, a, at in res.rows if a}
+
+
+def pending_labels(store: Store, migrations: list[Migration]) -> list[str]:
     """Labels of the migrations not applied in the store, read without creating anything."""
     exists = store.query("SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                         parameters={"db": database, "t": TABLE})
-    if not int(exists.rows[0][0]):
-        return [m.label for m in migrations]
-    res = store.query(f"SELECT version, argMax(applied, at) FROM {database}.{TABLE} GROUP BY version")
-    done = {int(v) for v, a in res.rows if a}
+                         parameters={"db": store.database, "t": TABLE})
+    done = _applied(store) if int(exists.rows[0][0]) else {}
     return [m.label for m in migrations if m.version not in done]
 
 

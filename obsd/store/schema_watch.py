@@ -46,10 +46,7 @@ class SchemaWatch:
             if self.fresh():
                 return self.state()
             try:
-                if self._store is None:
-                    self.open()
-                assert self._store is not None
-                self._pending = pending_labels(self._store, Migrator.shipped(), self.settings.clickhouse.database)
+                self._pending = pending_labels(self._connection(), Migrator.shipped())
                 self._error = ""
             except ObsdError as exc:
                 self._error = str(exc)[:300]
@@ -59,10 +56,14 @@ class SchemaWatch:
     def apply_retention(self, settings: Settings) -> list[str]:
         """Make the TTLs match new retention settings (reload); returns the tables changed."""
         with self._lock:
-            if self._store is None:
-                self.open()
-            assert self._store is not None
-            return apply_retention(self._store, retention_plan(settings.clickhouse))
+            return apply_retention(self._connection(), retention_plan(settings.clickhouse))
+
+    def _connection(self) -> Store:
+        """The watch's connection, opened on first use (callers hold the lock)."""
+        if self._store is None:
+            self.open()
+        assert self._store is not None
+        return self._store
 
     def close(self) -> None:
         """Close the connection (last, so the engine outlives every other connection)."""
