@@ -119,9 +119,6 @@ def in_process(seconds: float) -> list[dict[str, Any]]:
     }, seconds, rounds=6)
 
 
-ROUTES: dict[str, tuple[str, bytes, dict[str, str]]] = {}
-
-
 def _routes() -> dict[str, tuple[str, bytes, dict[str, str]]]:
     one = make_batch(1, int(time.time() * 1000), "load")[0]
     browser = {"User-Agent": CHROME, "Content-Type": "text/plain;charset=UTF-8"}

@@ -48,8 +48,6 @@ class UserQueries:
             raise QueryRefused(f"the statement is longer than {MAX_SQL_CHARS} characters")
         try:
             res = self.store.query("SELECT formatQuerySingleLine({sql:String})", parameters={"sql": sql})
-        except QueryRefused:
-            raise
         except QueryError as exc:
             text = str(exc)
             if "Multi-statements are not allowed" in text:
