@@ -7,9 +7,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Chunk:
-    """The encoded rows of one request (NDJSON), with the future its request awaits."""
+    """The encoded rows of one request (NDJSON), with the future its request awaits. Two requests with the same
+    rows are two chunks: a chunk equals only itself (withdraw() must take back the caller's own)."""
 
     data: bytes
     events: int

@@ -59,3 +59,15 @@ def test_offer_refuses_what_would_exceed_either_bound() -> None:
     assert not ring.offer(Chunk(b"c", 6))
     assert ring.offer(Chunk(b"d" * 40, 5))
     assert (ring.events, ring.bytes) == (10, 100) and ring.fill == 1.0
+
+
+def test_withdraw_takes_back_the_callers_own_chunk_not_an_equal_one() -> None:
+    """Two requests with the same rows are two chunks: one giving up takes back its own, and the other stays
+    in the ring with its future (before, an equal chunk ahead of it could be removed instead)."""
+    ring = RingBuffer(100, 10_000)
+    first, second = Chunk(b'{"a":1}\n', 1), Chunk(b'{"a":1}\n', 1)
+    assert ring.offer(first) and ring.offer(second)
+    assert ring.withdraw(second)
+    taken = ring.take(100, 10_000)
+    assert len(taken) == 1 and taken[0] is first
+    assert not ring.withdraw(second) and ring.events == 0 and ring.bytes == 0
