@@ -14,7 +14,6 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
@@ -45,7 +44,7 @@ class Committer:
 
     def __init__(self, settings: PipelineSettings, ring: RingBuffer, spool: Spool | MemoryLog,
                  rejected: Spool | MemoryLog, batch_ids: BatchIdWindow, metrics: Metrics, health: StageHealth, *,
-                 compression_level: int, pending_batches: Callable[[], int]) -> None:
+                 compression_level: int) -> None:
         self.settings = settings
         self.ring = ring
         self.spool = spool
@@ -53,7 +52,6 @@ class Committer:
         self.batch_ids = batch_ids
         self.metrics = metrics
         self.health = health
-        self.pending_batches = pending_batches
         self.durable = isinstance(spool, Spool)
         self._zstd = zstandard.ZstdCompressor(level=compression_level)
         self.io = ThreadPoolExecutor(1, thread_name_prefix="obsd-spool")
@@ -207,7 +205,7 @@ class Committer:
         """
         if age < interval:
             return False
-        return age >= interval * _MAX_STRETCH or self.pending_batches() == 0
+        return age >= interval * _MAX_STRETCH or self.spool.pending_batches == 0
 
     def _append(self, raw: bytes, events: int, end: bool, ids: tuple[int, ...]) -> int:
         started = time.perf_counter()

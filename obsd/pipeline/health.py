@@ -28,7 +28,6 @@ class StageHealth:
         self.last_beat = now
         self.last_error = ""
         self.internal = False  # whether the last failure was the stage's own, not the store's
-        self.failures = 0
 
     def beat(self) -> None:
         """The stage's loop is running."""
@@ -42,7 +41,6 @@ class StageHealth:
 
     def failed(self, exc: BaseException, *, internal: bool) -> None:
         """The stage failed (`internal`: by its own exception, not because the store is unavailable)."""
-        self.failures += 1
         self.last_error = short_error(exc, 300) or type(exc).__name__
         self.internal = internal
 

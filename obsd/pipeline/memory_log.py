@@ -87,8 +87,5 @@ class MemoryLog:
             if self.ledger is not None:
                 self.ledger.store(head.events - dead if inserted is None else inserted, dead)
 
-    def flush_housekeeping(self) -> None:
-        """Nothing is kept on disk."""
-
     def close(self) -> None:
         """Nothing to close."""

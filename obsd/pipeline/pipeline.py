@@ -65,8 +65,7 @@ class Pipeline:
             "writer", lambda: self.spool.pending_batches > 0 or self.rejected.pending_batches > 0)
         self.committer_health = StageHealth("committer", lambda: bool(self.ring))
         self.committer = Committer(p, self.ring, self.spool, self.rejected, self.batch_ids, metrics,
-                                   self.committer_health, compression_level=sp.compression_level,
-                                   pending_batches=lambda: self.spool.pending_batches)
+                                   self.committer_health, compression_level=sp.compression_level)
         self.writer = Writer(
             self.spool, self.rejected, lambda: Store(settings.dsn, settings.clickhouse.database), metrics,
             self.writer_health, retry_min_s=p.retry_min_ms / 1000, retry_max_s=p.retry_max_ms / 1000,
