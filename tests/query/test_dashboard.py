@@ -204,6 +204,9 @@ def test_comparison_adds_changes_and_a_previous_line(seen: Seen) -> None:
     _, page, api = seen
     c = page["compared"]
     assert "compare=previous" in c["url"] and c["previousLine"]
+    # Only the overview is asked for the earlier period: the tables show no comparison.
+    compared = {u.split("?")[0] for u in page["comparedRequests"] if "compare=previous" in u}
+    assert compared == {"/v1/stats/overview"} and len(page["comparedRequests"]) > 10
     assert api["compared"]["change"]["visits"] is not None  # the 24 hours before had traffic too
     for key, text in c["changes"].items():
         change = api["compared"]["change"].get(key)

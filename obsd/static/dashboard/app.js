@@ -241,10 +241,10 @@ function renderLive(rep) {
   }
 }
 
+// The page's range, filters and comparison, then `extra` (which may set compare: undefined to leave it out).
 function params(extra = {}) {
-  const p = { project: state.project, since: state.since, filter: state.filters, ...extra };
-  if (state.compare) p.compare = "previous";
-  return p;
+  return { project: state.project, since: state.since, filter: state.filters,
+    ...(state.compare ? { compare: "previous" } : {}), ...extra };
 }
 
 // A table of visit rows (entry/exit pages, sources, campaigns, locations): a bar for visits, click to filter.
@@ -337,8 +337,8 @@ function addFilter(f) {
 
 // The report as CSV, from the API with the page's range and filters: built here, saved by the browser.
 async function downloadCsv(report) {
-  const rep = await api(`/v1/stats/${report}`, { project: state.project, since: state.since, filter: state.filters,
-    limit: 1000, ...(state.by[report] ? { by: state.by[report] } : {}) });
+  const rep = await api(`/v1/stats/${report}`, params({ compare: undefined, limit: 1000,
+    ...(state.by[report] ? { by: state.by[report] } : {}) }));
   const cell = (v) => {
     const t = v == null ? "" : Array.isArray(v) ? v.join(" ") : String(v);
     return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;

@@ -29,7 +29,11 @@ try {
   // 2. The documented way in: the token in the URL fragment, which the page moves to sessionStorage.
   const ctx = await browser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
   const page = await ctx.newPage();
-  page.on("request", (r) => { if (!r.url().startsWith(base)) out.foreign.push(r.url()); });
+  const statsRequests = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith(base)) out.foreign.push(r.url());
+    else if (r.url().includes("/v1/stats/")) statsRequests.push(r.url().slice(base.length));
+  });
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => out.consoleErrors.push(String(e)));
   await page.goto(`${base}/dashboard#token=${encodeURIComponent(token)}`);
@@ -122,8 +126,10 @@ try {
   await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
   out.unfilteredUrl = page.url();
   await page.evaluate(() => { document.body.dataset.ready = "0"; });
+  statsRequests.length = 0;
   await page.click("#compare");
   await page.waitForSelector("body[data-ready='1']", { timeout: 20000 });
+  out.comparedRequests = [...statsRequests];
   out.compared = { url: page.url(), previousLine: (await page.$("#chart polyline.previous")) !== null,
     changes: await page.$$eval("[data-change]", (els) => Object.fromEntries(els.map((e) => [e.dataset.change, e.textContent]))) };
   await page.mouse.move(box.x + (top[0] * box.width) / vb, box.y + box.height / 2);
