@@ -27,7 +27,7 @@ FINGERPRINT = """cityHash64(
 
 
 def pages(q: Query, s: Scope) -> tuple[dict[str, Any], QueryResult]:
-    where = f"{s.events_range} AND type = 'pageview'{s.event_where()}"
+    where = f"{s.events_range} AND type = 'pageview'{s.path_where}{s.event_where()}"
     params = s.params()
     total = q(f"SELECT count(), uniqExact(path) FROM {where}", params, ())
     pv, n = (int(x or 0) for x in total.rows[0])
@@ -72,7 +72,7 @@ def vitals_rows(q: Query, s: Scope, dim: str, group: str) -> QueryResult:
     """Per metric (and path or device), from the raw samples: the same columns the rollup query gives."""
     return q(f"SELECT {dim}name AS metric, count() AS samples, quantiles(0.5, 0.75, 0.95)(value) AS q, "
              f"countIf(value <= {_threshold(0, '-inf')}) AS good, countIf(value > {_threshold(1, 'inf')}) AS poor "
-             f"FROM {s.events_range} AND type = 'web_vital'{s.event_where()} GROUP BY {group} "
+             f"FROM {s.events_range} AND type = 'web_vital'{s.path_where}{s.event_where()} GROUP BY {group} "
              "ORDER BY samples DESC, metric LIMIT {limit:UInt32}", s.params(), ())
 
 

@@ -265,10 +265,7 @@ class Reports:
         dim = {"metric": "", "path": "toString(path) AS path, ", "device": "device_type AS device, "}[by]
         group = {"metric": "metric", "path": "path, metric", "device": "device, metric"}[by]
         if p.filters:
-            s = self.scope(p)
-            if p.path:
-                s.p = p  # the path parameter still applies
-            res = filtered.vitals_rows(self._run_sql, s, dim, group)
+            res = filtered.vitals_rows(self._run_sql, self.scope(p), dim, group)
         else:
             # Per-page detail only when asked for: the per-metric table is a few rows per hour.
             t = self.table("vitals_hourly" if p.path or by == "path" else "vitals_metric_hourly")

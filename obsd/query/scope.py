@@ -58,6 +58,11 @@ class Scope:
                 "AND start >= toDateTime({since:UInt32}, 'UTC') AND start < toDateTime({until:UInt32}, 'UTC') "
                 f"AND {IS_VISIT}")
 
+    @property
+    def path_where(self) -> str:
+        """' AND path = …' when the report asks about one page (`path=`, pages and vitals), else ''."""
+        return " AND path = {path:String}" if self.p.path else ""
+
     def visit_where(self) -> str:
         """The filters as ' AND …' conditions on visit rows."""
         return visit_conditions(self.sql, self.p.filters, self.goal_map, self.events_range)

@@ -325,3 +325,17 @@ def test_every_report_renders_as_terminal_tables(reports: Reports) -> None:
             assert "/pricing" in text and "100.0%" in text
         if name == "goals":
             assert "Pricing" in text and "Signup (pro)" in text
+
+
+def test_the_path_parameter_holds_under_filters(traffic_store: Store) -> None:
+    """pages and vitals with path= keep to that page whether a filter sends them to the events or not."""
+    r = Reports(traffic_store, "t_visits")
+    for filters in ([], ["device=mobile"]):
+        p = parse_params({"project": "demo", "since": "10d", "path": "/cart", "filter": filters}, now=TRAFFIC_NOW)
+        mobile = " AND device_type = 'mobile'" if filters else ""
+        raw = dict(traffic_store.query(
+            f"SELECT type, count() FROM t_visits.events WHERE NOT is_bot AND path = '/cart'{mobile} "
+            "AND ts >= {s:DateTime} AND ts < {u:DateTime} GROUP BY type", parameters={"s": p.since, "u": p.until}).rows)
+        pages = r.run("pages", p).table.rows
+        assert [(row[0], row[1]) for row in pages] == [("/cart", raw["pageview"])], filters
+        assert sum(row[1] for row in r.run("vitals", p).table.rows) == raw["web_vital"], filters
