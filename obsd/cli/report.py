@@ -84,9 +84,7 @@ def run_report(config: Path | None, name: str, raw: dict[str, Any]) -> dict[str,
         raise ReportError(f"project {params.project!r} is not configured; projects: {', '.join(projects) or '(none)'}")
 
     def from_store(store: Any) -> dict[str, Any]:
-        reports = Reports(limit_reads(store, settings), settings.clickhouse.database,
-                          cluster=bool(settings.clickhouse.cluster), timeout_s=settings.clickhouse.query_timeout_s,
-                          projects=settings.projects)
+        reports = Reports.for_settings(limit_reads(store, settings), settings)
         return reports.run(name, params).to_json()
 
     return through_daemon_or_store(settings, lambda daemon: daemon.stats(name, raw), from_store,

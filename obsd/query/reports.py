@@ -18,7 +18,7 @@ from obsd.query.filters import Goal, Sql
 from obsd.query.params import DAY, HOUR, ReportError, ReportParams, floor_day
 from obsd.query.releases import GROUP_PROTOCOLS, GROUP_RELEASES, release_health
 from obsd.query.scope import Scope
-from obsd.settings import ProjectSettings
+from obsd.settings import ProjectSettings, Settings
 from obsd.store.client import QueryResult
 from obsd.vocabulary import METRIC_ORDER, THRESHOLDS
 
@@ -49,6 +49,13 @@ class Reports:
                              for g in p.goals} for p in projects}
         self.project_funnels = {p.id: {f.name: tuple(f.steps) for f in p.funnels} for p in projects}
 
+    @classmethod
+    def for_settings(cls, source: Source, settings: Settings) -> Reports:
+        """Reports over `source` as the settings configure them (database, cluster, timeout, goals)."""
+        ch = settings.clickhouse
+        return cls(source, ch.database, cluster=bool(ch.cluster), timeout_s=ch.query_timeout_s,
+                   projects=settings.projects)
+
     def scope(self, p: ReportParams) -> Scope:
         """The tables, range and filters of a report run."""
         return Scope(p, self.table("events"), self.table("visits"), self.project_goals.get(p.project, {}),
@@ -67,10 +74,7 @@ class Reports:
 
     def _q(self, sql: str, p: ReportParams, columns: tuple[str, ...] = (), *,
            params: dict[str, Any] | None = None) -> QueryResult:
-        res = self.source.query(sql, parameters={**p.sql_params(), **(params or {})}, settings=self.settings)
-        if not res.columns and columns:  # chDB names no columns for an empty result
-            return QueryResult(list(columns), ["String"] * len(columns), [])
-        return res
+        return self._run_sql(sql, {**p.sql_params(), **(params or {})}, columns)
 
     @staticmethod
     def _label_filters(p: ReportParams) -> tuple[str | None, dict[str, Any]]:
@@ -110,53 +114,49 @@ class Reports:
                             before)
         return report
 
-    def _visit_report(self, name: str, p: ReportParams,
-                      fn: Callable[[visits.Query, Scope], tuple[dict[str, Any], QueryResult]]) -> Report:
+    def _scoped(self, name: str, p: ReportParams,
+                fn: Callable[[visits.Query, Scope], tuple[dict[str, Any], QueryResult]]) -> Report:
+        """A report computed from the events or visits under the report's scope (its range and filters)."""
         summary, table = fn(self._run_sql, self.scope(p))
         note = summary.pop("note", None)
         return Report(name, p, summary, table, notes=[note] if note else [])
 
     def entry_pages(self, p: ReportParams) -> Report:
         """The pages visits began on: visits, visitors, bounce rate and visit duration per page."""
-        return self._visit_report("entry-pages", p, visits.entry_pages)
+        return self._scoped("entry-pages", p, visits.entry_pages)
 
     def exit_pages(self, p: ReportParams) -> Report:
         """The pages visits ended on."""
-        return self._visit_report("exit-pages", p, visits.exit_pages)
+        return self._scoped("exit-pages", p, visits.exit_pages)
 
     def sources(self, p: ReportParams) -> Report:
         """Where visits came from: source and channel (by=channel: the six channels)."""
-        return self._visit_report("sources", p, visits.sources)
+        return self._scoped("sources", p, visits.sources)
 
     def utm(self, p: ReportParams) -> Report:
         """Campaigns: the UTM tags of the visits' landing pages."""
-        return self._visit_report("utm", p, visits.utm)
+        return self._scoped("utm", p, visits.utm)
 
     def locations(self, p: ReportParams) -> Report:
         """Visits by country (by=region, by=city for finer levels)."""
-        return self._visit_report("locations", p, visits.locations)
+        return self._scoped("locations", p, visits.locations)
 
     def goals(self, p: ReportParams) -> Report:
         """Each configured goal: visitors who converted, conversions and the conversion rate."""
-        return self._visit_report("goals", p, conversions.goals)
+        return self._scoped("goals", p, conversions.goals)
 
     def funnel(self, p: ReportParams) -> Report:
         """Visits reaching each step of a funnel in order within the visit, and the drop-off."""
-        return self._visit_report("funnel", p, conversions.funnel)
+        return self._scoped("funnel", p, conversions.funnel)
 
     def props(self, p: ReportParams) -> Report:
         """A custom event's property values with counts, visitors and sums of numeric properties."""
-        return self._visit_report("props", p, conversions.props)
+        return self._scoped("props", p, conversions.props)
 
     def realtime(self, p: ReportParams) -> Report:
         """Current visitors: anyone with an event in the last 5 minutes, and the pages they are on."""
         summary, table = conversions.realtime(self._run_sql, self.table("events"), p.project)
         return Report("realtime", p, summary, table)
-
-    def _filtered(self, name: str, p: ReportParams,
-                  fn: Callable[[visits.Query, Scope], tuple[dict[str, Any], QueryResult]]) -> Report:
-        summary, table = fn(self._run_sql, self.scope(p))
-        return Report(name, p, summary, table)
 
     def overview(self, p: ReportParams) -> Report:
         """Visitors, visits, pageviews, bounce rate, visit duration, events and errors: totals and a series.
@@ -210,7 +210,7 @@ class Reports:
     def pages(self, p: ReportParams) -> Report:
         """Top pages by pageviews, with visitors, sessions and share of all pageviews."""
         if p.filters:
-            return self._filtered("pages", p, filtered.pages)
+            return self._scoped("pages", p, filtered.pages)
         t, where = self._tier(p, "pages", "path = {path:String}" if p.path else "")
         total = self._q(f"SELECT sum(pageviews), uniqExact(path) FROM {t} WHERE {where}", p)
         pv, pages = (int(x or 0) for x in total.rows[0])
@@ -224,7 +224,7 @@ class Reports:
     def referrers(self, p: ReportParams) -> Report:
         """Where visitors come from: referring hosts ('(direct)' when none), internal navigation left out."""
         if p.filters:
-            return self._filtered("referrers", p, filtered.referrers)
+            return self._scoped("referrers", p, filtered.referrers)
         t = self.table("referrers_hourly")
         where = self._where("internal = 0")
         total = self._q(f"SELECT sum(pageviews), sumIf(pageviews, referrer_host = ''), uniqExact(referrer_host) "
@@ -241,7 +241,7 @@ class Reports:
     def devices(self, p: ReportParams) -> Report:
         """Pageviews and visitors by device type, browser and OS, each with its share."""
         if p.filters:
-            return self._filtered("devices", p, filtered.devices)
+            return self._scoped("devices", p, filtered.devices)
         t = self.table("devices_hourly")
         # One pass over the states for all three splits; grouping() tells which split a row belongs to.
         res = self._q(
@@ -298,7 +298,7 @@ class Reports:
         """Error groups by fingerprint: count, affected sessions, first/last seen, a sample message and stack."""
         labels, params = self._label_filters(p)
         if labels is None:
-            return self._filtered("errors", p, filtered.errors)
+            return self._scoped("errors", p, filtered.errors)
         t = self.table("errors_hourly")
         where = self._where(labels)
         total = self._q(f"SELECT sum(events), uniqExact(fingerprint) FROM {t} WHERE {where}", p, params=params)
@@ -319,7 +319,7 @@ class Reports:
     def events(self, p: ReportParams) -> Report:
         """Event counts by type and name (custom events by their name), with visitors."""
         if p.filters:
-            return self._filtered("events", p, filtered.events)
+            return self._scoped("events", p, filtered.events)
         t, where = self._tier(p, "events", "type = {type:String}" if p.type else "")
         res = self._q(
             "SELECT type, name, sum(events) AS events, uniqMerge(visitors) AS visitors "

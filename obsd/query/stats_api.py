@@ -10,7 +10,7 @@ from aiohttp import web
 from obsd.errors import ObsdError
 from obsd.httperrors import HttpError, json_response
 from obsd.privacy.access import AdminAccess
-from obsd.query.params import REPEATABLE, ReportError, ReportParams, parse_params
+from obsd.query.params import ReportError, ReportParams, parse_params
 from obsd.query.reports import REPORTS, Reports
 from obsd.query.running import bounded, limit_http_error
 from obsd.settings import Settings
@@ -42,8 +42,7 @@ class StatsApi:
             self._pool.submit(store.close)  # after the reports already queued on it
         elif old is not None and self._store is not None and old.projects != settings.projects:
             store = self._store  # new goals or funnels: the same connection, new reports
-            self._reports = Reports(store, settings.clickhouse.database, cluster=bool(settings.clickhouse.cluster),
-                                    timeout_s=settings.clickhouse.query_timeout_s, projects=settings.projects)
+            self._reports = Reports.for_settings(store, settings)
 
     def routes(self, app: web.Application) -> None:
         """Register the stats routes."""
@@ -66,15 +65,8 @@ class StatsApi:
         name = request.match_info["report"]
         if name not in REPORTS:
             raise HttpError(404, "unknown_report", f"no report {name!r}; reports: {', '.join(REPORTS)}")
-        raw: dict[str, str | list[str]] = {}
-        for key in request.query:
-            values = request.query.getall(key)
-            if key in REPEATABLE:  # filter=…&filter=… (ANDed), step=…&step=… (in order)
-                raw[key] = list(values)
-            elif len(values) > 1:
-                raise HttpError(400, "invalid_parameter", f"{key} is given {len(values)} times; give it once")
-            else:
-                raw[key] = values[0]
+        # Every value of every key: parse_params refuses a repeated one unless it may repeat (filter, step).
+        raw = {key: request.query.getall(key) for key in request.query}
         default = projects[0] if len(projects) == 1 else None
         try:
             params = parse_params(raw, default_project=default)
@@ -100,8 +92,7 @@ class StatsApi:
         if self._reports is None:
             s = self.settings
             self._store = open_reader(s)
-            self._reports = Reports(self._store, s.clickhouse.database, cluster=bool(s.clickhouse.cluster),
-                                    timeout_s=s.clickhouse.query_timeout_s, projects=s.projects)
+            self._reports = Reports.for_settings(self._store, s)
         return self._reports.run(name, params).to_json()
 
     def close(self) -> None:
