@@ -35,38 +35,29 @@ def _invalid(encoding: str, detail: str) -> HttpError:
     return HttpError(400, f"invalid_{encoding}", f"the body is not valid {encoding}: {detail}")
 
 
-def _zlib_capped(body: bytes, limit: int, wbits: int, encoding: str) -> bytes:
-    d = zlib.decompressobj(wbits=wbits)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise _invalid(encoding, str(exc)) from exc
-    if len(out) > limit or d.unconsumed_tail:
-        raise _too_large(limit)
-    if not d.eof:
-        raise _invalid(encoding, "the body is truncated")
-    return out
-
-
-def gunzip_capped(body: bytes, limit: int) -> bytes:
-    """Decompress gzip (every member of a multi-member body) without ever holding more than `limit`
-    bytes: a gzip bomb stops at the cap."""
+def _zlib_capped(body: bytes, limit: int, wbits: int, encoding: str, *, members: bool = False) -> bytes:
+    """Inflate without ever holding more than `limit` bytes (a bomb stops at the cap); with `members`, every
+    member of a concatenated stream (RFC 1952), NUL padding after the last ignored."""
     out = bytearray()
     data = body
     while True:
-        d = zlib.decompressobj(wbits=47)  # gzip or zlib, auto-detected
+        d = zlib.decompressobj(wbits=wbits)
         try:
             out += d.decompress(data, limit + 1 - len(out))
         except zlib.error as exc:
-            raise _invalid("gzip", str(exc)) from exc
+            raise _invalid(encoding, str(exc)) from exc
         if len(out) > limit or d.unconsumed_tail:
             raise _too_large(limit)
         if not d.eof:
-            raise _invalid("gzip", "the body is truncated")
-        # Concatenated gzip members are one stream (RFC 1952); NUL padding after the last is ignored.
+            raise _invalid(encoding, "the body is truncated")
         data = d.unused_data
-        if not data.strip(b"\0"):
+        if not members or not data.strip(b"\0"):
             return bytes(out)
+
+
+def gunzip_capped(body: bytes, limit: int) -> bytes:
+    """Decompress gzip (or zlib, auto-detected), every member of a multi-member body, capped at `limit` bytes."""
+    return _zlib_capped(body, limit, 47, "gzip", members=True)
 
 
 def inflate_capped(body: bytes, limit: int) -> bytes:
@@ -122,12 +113,16 @@ _DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
 }
 
 
+def _unsupported(encoding: str) -> HttpError:
+    return HttpError(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r} is not accepted; "
+                     f"use {', '.join(ENCODINGS)} or none")
+
+
 def decompress_capped(body: bytes, encoding: str, limit: int) -> bytes:
     """The body after one Content-Encoding, never inflating past `limit` bytes (413 beyond it)."""
     decode = _DECODERS.get(encoding)
     if decode is None:
-        raise HttpError(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r} is not accepted; "
-                        f"use {', '.join(ENCODINGS)} or none")
+        raise _unsupported(encoding)
     return decode(body, limit)
 
 
@@ -150,15 +145,8 @@ def _encoding(request: web.Request) -> str | None:
     if encoding in ("", "identity"):
         return "gzip" if request.query.get("gzip") == "1" else None
     if encoding not in _DECODERS:
-        raise HttpError(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r} is not accepted; "
-                        f"use {', '.join(ENCODINGS)} or none")
+        raise _unsupported(encoding)
     return encoding
-
-
-def decode_content(request: web.Request, body: bytes, limit: int) -> bytes:
-    """The body after its Content-Encoding, on the calling thread."""
-    encoding = _encoding(request)
-    return body if encoding is None else decompress_capped(body, encoding, limit)
 
 
 async def inflate(request: web.Request, body: bytes, limit: int) -> bytes:
