@@ -56,14 +56,12 @@ class RequestGate:
     def rate_limit(self, project_id: str, ip: str, *, client: bool = True) -> None:
         """Take one request from the project's and (unless `client` is false: a request already counted for
         another project) the client's bucket; raise RateLimited when one is empty."""
-        ip_key = client_key(ip, self.settings.rate_limit.ipv6_prefix)  # IPv6 clients by network (/64)
-        for limiter, key, scope in ((self.project_limit, project_id, "project"),
-                                    (self.ip_limit if client else None, ip_key, "client")):
-            if limiter is None:
-                continue
-            wait = limiter.take(key)
-            if wait > 0:
-                raise RateLimited(scope, wait)
+        if self.project_limit is not None and (wait := self.project_limit.take(project_id)) > 0:
+            raise RateLimited("project", wait)
+        # IPv6 clients by network (/64); the key is worked out only when a client limit applies.
+        if client and self.ip_limit is not None and (
+                wait := self.ip_limit.take(client_key(ip, self.settings.rate_limit.ipv6_prefix))) > 0:
+            raise RateLimited("client", wait)
 
     def country(self, request: web.Request) -> str:
         """The visitor's country from the configured CDN header, when it is a two-letter code."""
