@@ -97,7 +97,6 @@ PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")  # cpc, cpm, cpv,
 DISPLAY_MEDIUM = {"display", "banner", "expandable", "interstitial", "cpm"}
 EMAIL_TAG = re.compile(r"e[-_ ]?mail|newsletter")
 SOCIAL_MEDIUM = {"social", "social-network", "social-media", "sm", "social network", "social media"}
-REFERRAL_MEDIUM = {"referral", "app", "link", "affiliate"}
 
 CHANNELS = ("direct", "search", "social", "email", "paid", "referral")
 
@@ -118,7 +117,7 @@ def _host_index() -> tuple[dict[str, str], list[tuple[str, str]], list[tuple[str
 
 
 _EXACT, _PREFIX, _SUFFIX = _host_index()
-_BY_LOWER = {n.lower(): n for n in SOURCES} | {k: v for k, v in ALIASES.items()}
+_BY_LOWER = {n.lower(): n for n in SOURCES} | ALIASES
 
 
 def source_of_host(host: str) -> str:
@@ -166,13 +165,13 @@ def _classify(referrer: str, url: str, site_host: str) -> tuple[str, str]:
         return "", ""  # navigation within the site: no source, no channel
     source = source_of_tag(tagged) if tagged else ("" if internal or not ref_host else source_of_host(ref_host))
     click = next((c for c in CLICK_IDS if c in q), "")
-    return source, channel(source, q.get("utm_medium", ""), tagged, q.get("utm_campaign", ""), click)
+    return source, channel(source, q.get("utm_medium", ""), tagged, click)
 
 
 _classify_cached = lru_cache(maxsize=2048)(_classify)
 
 
-def channel(source: str, utm_medium: str, utm_source: str = "", utm_campaign: str = "", click_id: str = "") -> str:
+def channel(source: str, utm_medium: str, utm_source: str = "", click_id: str = "") -> str:
     """Plausible's ordered rules, collapsed to six channels (first match wins)."""
     medium, tag = utm_medium.lower(), utm_source.lower()
     if PAID_MEDIUM.match(medium) or medium in DISPLAY_MEDIUM or tag in PAID_SOURCES or click_id:
@@ -183,8 +182,9 @@ def channel(source: str, utm_medium: str, utm_source: str = "", utm_campaign: st
         return "search"
     if source in SOCIAL or medium in SOCIAL_MEDIUM or "video" in medium:
         return "social"  # Organic Social + Organic Video
-    if source or medium in REFERRAL_MEDIUM or medium:
-        return "referral"  # Referral, Affiliates, Audio, SMS, Push, AI assistants: a named source
+    if source or medium:
+        return "referral"  # Referral, Affiliates, Audio, SMS, Push, AI assistants: a named source or any
+        # other medium (referral, app, link, affiliate, …)
     return "direct"
 
 
