@@ -137,8 +137,10 @@ class SentryEndpoint(IngestRoute):
                 if dsn_auth is None:
                     raise HttpError(401, "missing_auth", "no Sentry credentials: send the DSN's key as sentry_key "
                                     "(query string or X-Sentry-Auth) or a dsn in the envelope header")
-                project = project or self._admit(request, cfg, dsn_auth, ip, headers)
-                self._project(cfg, dsn_auth, int(request.match_info["sentry_id"]))
+                if project is None:
+                    project = self._admit(request, cfg, dsn_auth, ip, headers)
+                else:  # the envelope's dsn must name the same project as the request's credentials
+                    self._project(cfg, dsn_auth, int(request.match_info["sentry_id"]))
                 auth = auth or dsn_auth
         except WireError as exc:
             raise HttpError(400, exc.code, str(exc)) from exc
@@ -159,8 +161,9 @@ class SentryEndpoint(IngestRoute):
             sdk = Sdk(name or None, version or None)
         request_ua = request.headers.get("User-Agent", "")[:512]
         browser = cfg.gate.client(request, ip)
-        server = cfg.gate.client(request, ip, "", server_side=True)
-        client_for = server if request_ua.startswith("sentry") else browser
+        # A Sentry SDK on a server sends as itself (sentry.python/…): no browser to describe.
+        client_for = cfg.gate.client(request, ip, "", server_side=True) if request_ua.startswith("sentry") \
+            else browser
         parts: list[bytes] = []
         accepted = refused = 0
         first_problem: HttpError | None = None

@@ -163,10 +163,15 @@ def render_frame(frame: dict[str, Any], engine: str, *, qualify: bool = False) -
     return f"    at {loc}" if fn == "?" else f"    at {fn} ({loc})"  # V8 prints no name for anonymous code
 
 
+def _frames(exc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """An exception's stack frames as Sentry sends them, oldest first (the ones that are objects)."""
+    return [f for f in (_dict((exc or {}).get("stacktrace")).get("frames") or []) if isinstance(f, dict)]
+
+
 def render_stack(exc: dict[str, Any], engine: str, *, header: bool, qualify: bool = False) -> tuple[str, list[int]]:
     """The stack a runtime would print for an exception (newest frame first), and the indexes of the
     frames the SDK marked as not the app's own code (in_app: false)."""
-    frames = [f for f in (_dict(exc.get("stacktrace")).get("frames") or []) if isinstance(f, dict)][::-1]
+    frames = _frames(exc)[::-1]
     if not frames:
         return "", []  # obsd's SDK sends no stack either when the runtime gave none (a rejected string)
     lines = [render_frame(f, engine, qualify=qualify) for f in frames]
@@ -217,15 +222,21 @@ def _fit(props: dict[str, Any], tags: dict[str, str], budget: int) -> None:
         props["tags"] = kept
 
 
+def gated(payload: bytes, code: str, what: str, *, duplicate_keys: bool = False) -> None:
+    """The JSON gate for an envelope item: nesting and repeated keys keep their codes, any other fault is
+    `code` ("… is not JSON")."""
+    try:
+        gate(payload, duplicate_keys=duplicate_keys)
+    except WireError as exc:
+        if exc.code != "invalid_json":
+            raise
+        raise WireError(code, f"{what} is not JSON: {exc}") from exc
+
+
 def read_event(payload: bytes, *, now: float, sent_at: float | None, request_ua: str, limits: LimitsSettings,
                header_sdk: Any = None) -> SentryError:
     """Turn one event item into an obsd error event; WireError when the item is not a JSON object."""
-    try:
-        gate(payload, duplicate_keys=limits.reject_duplicate_keys)
-    except WireError as exc:  # nesting and repeated keys keep their codes; anything else is a bad item
-        if exc.code != "invalid_json":
-            raise
-        raise WireError("invalid_event", f"an event item is not JSON: {exc}") from exc
+    gated(payload, "invalid_event", "an event item", duplicate_keys=limits.reject_duplicate_keys)
     try:
         ev = _decode_event.decode(payload)
     except msgspec.DecodeError as exc:
@@ -252,7 +263,7 @@ def read_event(payload: bytes, *, now: float, sent_at: float | None, request_ua:
     else:
         message = text or _str((main or {}).get("value"))
     message = (message or text or "<unlabeled event>")[: limits.max_string_length]
-    frames = [f for f in (_dict((main or {}).get("stacktrace")).get("frames") or []) if isinstance(f, dict)]
+    frames = _frames(main)
     top = frames[-1] if frames else {}
     # obsd's SDK knows a source file only for window errors (ErrorEvent.filename), never for rejections.
     source = "" if synthetic or mtype.endswith("onunhandledrejection") else \

@@ -16,8 +16,8 @@ from typing import Any
 
 import msgspec
 
-from obsd.ingest.sentry_event import seconds
-from obsd.ingest.wire import Envelope, Event, Sdk, WireError, gate
+from obsd.ingest.sentry_event import gated, seconds
+from obsd.ingest.wire import Envelope, Event, Sdk, WireError
 from obsd.vocabulary import SESSION_STATUSES, SESSION_TYPE
 
 MAX_BUCKETS = 100  # Relay's limit of aggregate buckets per item
@@ -33,12 +33,7 @@ CATEGORIES = frozenset({"default", "error", "transaction", "security", "attachme
 
 
 def _object(payload: bytes, what: str) -> dict[str, Any]:
-    try:
-        gate(payload)
-    except WireError as exc:
-        if exc.code != "invalid_json":
-            raise
-        raise WireError(f"invalid_{what}", f"a {what} item is not JSON: {exc}") from exc
+    gated(payload, f"invalid_{what}", f"a {what} item")
     try:
         doc = _decode.decode(payload)
     except msgspec.DecodeError as exc:
@@ -96,7 +91,7 @@ def read_sessions(payload: bytes, now: float, sdk: Sdk) -> tuple[Envelope, str |
         if not isinstance(b, dict):
             continue
         started = seconds(b.get("started")) or now
-        for status in ("exited", "errored", "unhandled", "crashed", "abnormal"):
+        for status in SESSION_STATUSES[1:]:  # every status but ok
             n = b.get(status)
             if isinstance(n, int) and not isinstance(n, bool) and n > 0:
                 events.append(Event(id=str(uuid.uuid4()), type=SESSION_TYPE, ts=started * 1000, name=status,
