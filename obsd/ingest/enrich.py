@@ -17,7 +17,7 @@ from obsd.privacy.geoip import NOWHERE, GeoIp, Place
 from obsd.privacy.scrub import UrlScrubber, scrub_props, scrub_text
 from obsd.privacy.useragent import UserAgentInfo, parse_user_agent
 from obsd.privacy.visitor import VisitorHasher
-from obsd.settings import LimitsSettings, Settings
+from obsd.settings import Settings
 from obsd.store.rows import Common, EventPart
 
 
@@ -91,14 +91,10 @@ class RowEncoder:
         encoder = msgspec.json.Encoder()
         self._encode_lines = encoder.encode_lines
         self._encode = encoder.encode
-        self.apply_limits(settings.limits)
-
-    def apply_limits(self, limits: LimitsSettings) -> None:
-        """Take event limits; the decoder checks some of them while parsing and the validator relies on
-        that, so the two are always built from the same limits."""
-        self.decoder = WireDecoder(limits)
-        self.validator = Validator(limits)
-        self.max_stack = limits.max_stack_length
+        # The decoder checks some limits while parsing and the validator relies on that: one set of limits.
+        self.decoder = WireDecoder(settings.limits)
+        self.validator = Validator(settings.limits)
+        self.max_stack = settings.limits.max_stack_length
 
     def encode(self, project_id: str, decoded: Decoded, client: Client, now: float, *, protocol: str = "",
                keep_fragment: bool = False) -> Encoded:

@@ -95,16 +95,6 @@ class AdminAccess:
         """Take new rules (start and reload); replaced in one assignment, so a check sees old or new."""
         self._rules = (token, allow_remote, metrics_token)
 
-    @property
-    def token(self) -> str:
-        """The admin token in force."""
-        return self._rules[0]
-
-    @property
-    def allow_remote(self) -> bool:
-        """Whether admin endpoints answer remote clients."""
-        return self._rules[1]
-
     def check(self, request: web.Request) -> None:
         """Refuse requests without the admin token, or from afar (directly or through a proxy) unless allowed."""
         token, allow_remote, _ = self._rules

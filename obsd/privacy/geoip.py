@@ -55,7 +55,6 @@ class GeoIp:
         """Open the database; OSError, ValueError or maxminddb.InvalidDatabaseError when it cannot be read."""
         self.path = str(path)
         self._reader = maxminddb.open_database(self.path)
-        self.database_type = self._reader.metadata().database_type
         self.place = lru_cache(maxsize=_CACHE)(self._lookup)
 
     def _lookup(self, ip: str) -> Place:
@@ -69,7 +68,3 @@ class GeoIp:
         except (ValueError, maxminddb.InvalidDatabaseError):  # IPv6 asked of an IPv4-only file; a corrupt record
             return NOWHERE
         return place_of(record if isinstance(record, Mapping) else None)
-
-    def close(self) -> None:
-        """Release the file (its mmap)."""
-        self._reader.close()
