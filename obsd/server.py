@@ -177,10 +177,7 @@ class Server:
         if not s.tls_cert:
             return None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(s.tls_cert, s.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc
+        _load_certs(ctx, s.tls_cert, s.tls_key)
         self._ssl_ctx = ctx  # a reload loads renewed certificates into it (new connections use them)
         return ctx
 
@@ -256,19 +253,13 @@ class Server:
         try:
             new = await loop.run_in_executor(None, self._load)
             refuse_unsafe(new)
-        except ObsdError as exc:
-            self.metrics.reloads.labels(result="error").inc()
-            log.error("config.reload_failed", error=str(exc), kept=self.settings.source)
-            self.notifier.ready(f"reload failed, kept the previous configuration: {exc}"[:200])
-            return False
-        old = self.settings
-        applied, restart = split(old, new, tls_reloadable=self._ssl_ctx is not None)
-        new = in_force(old, new, restart)
-        try:
+            old = self.settings  # read after the load: what is in force now
+            applied, restart = split(old, new, tls_reloadable=self._ssl_ctx is not None)
+            new = in_force(old, new, restart)
             await self._apply(old, new, applied)
         except ObsdError as exc:
             self.metrics.reloads.labels(result="error").inc()
-            log.error("config.reload_failed", error=str(exc), kept=old.source)
+            log.error("config.reload_failed", error=str(exc), kept=self.settings.source)
             self.notifier.ready(f"reload failed, kept the previous configuration: {exc}"[:200])
             return False
         self.settings = new
@@ -286,10 +277,7 @@ class Server:
         what can fail (the token file, the certificates) is done first."""
         token = self._admin_token(new)
         if self._ssl_ctx is not None and any(k.startswith("server.tls_") for k in applied):
-            try:
-                self._ssl_ctx.load_cert_chain(new.server.tls_cert, new.server.tls_key)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc
+            _load_certs(self._ssl_ctx, new.server.tls_cert, new.server.tls_key)
         if any(k.startswith("clickhouse.") and "retention" in k for k in applied):
             changed = await asyncio.get_running_loop().run_in_executor(None, self.schema.apply_retention, new)
             log.info("retention.applied", tables=changed)
@@ -352,3 +340,11 @@ def run(settings: Settings, *, migrate: bool = False, reload: Callable[[], Setti
         asyncio.run(Server(settings, migrate=migrate, reload=reload).serve())
     else:
         uvloop.run(Server(settings, migrate=migrate, reload=reload).serve())
+
+
+def _load_certs(ctx: ssl.SSLContext, cert: str, key: str) -> None:
+    """Load the certificate and key into `ctx` (at start, and on a reload into the running context)."""
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"server.tls_cert/tls_key cannot be loaded: {exc}") from exc

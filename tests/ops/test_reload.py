@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from obsd.ops.reload import changed_keys, in_force, split
 from obsd.settings import PipelineSettings, PrivacySettings, ServerSettings, Settings
@@ -109,3 +114,49 @@ def test_restart_only_keys_keep_their_running_values() -> None:
     kept = in_force(old, new, restart)
     assert (kept.server.listen, kept.pipeline.batch_max_events) == ("127.0.0.1:8080", 20_000)
     assert (kept.server.max_events_per_batch, kept.privacy.drop_bots) == (7, True)
+
+
+def _certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with openssl."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    f"/CN=obsd-test-{name}", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def _served(port: int, bundle: Path) -> bytes:
+    """The certificate a new TLS connection is shown (verified against `bundle`), DER-encoded."""
+    ctx = ssl.create_default_context(cafile=str(bundle))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_tls_serves_and_a_reload_renews_the_certificate_or_keeps_the_old_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With server.tls_cert the daemon answers HTTPS; a reload to a renewed certificate shows it to new
+    connections, and a reload to one that cannot be loaded fails and keeps the one in force."""
+    (a_cert, a_key), (b_cert, b_key) = _certificate(tmp_path, "a"), _certificate(tmp_path, "b")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(a_cert.read_text() + b_cert.read_text())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # urllib (the harness) verifies against both
+
+    def tls(cert: Path, key: Path) -> dict[str, dict[str, Any]]:
+        return {"server": {"tls_cert": str(cert), "tls_key": str(key)}}
+
+    d = Daemon(tmp_path / "d", sections=tls(a_cert, a_key))
+    d.base = d.base.replace("http://", "https://")
+    with d:
+        assert d.post(envelope([event()])).status == 202
+        assert _served(d.port, bundle) == ssl.PEM_cert_to_DER_cert(a_cert.read_text())
+        write_config(d.config, d.data_dir, d.port, tls(b_cert, b_key))
+        assert "server.tls_cert" in _hup(d)["applied"]
+        assert _served(d.port, bundle) == ssl.PEM_cert_to_DER_cert(b_cert.read_text())
+        write_config(d.config, d.data_dir, d.port, tls(tmp_path / "missing.pem", b_key))
+        assert "cannot be loaded" in _hup(d, "config.reload_failed")["error"]
+        assert _served(d.port, bundle) == ssl.PEM_cert_to_DER_cert(b_cert.read_text())
+        assert d.post(envelope([event()])).status == 202
+        assert d.wait_for("SELECT count() FROM obsd.events", 2) == 2
