@@ -58,7 +58,7 @@ def is_project_id(text: str) -> bool:
 
 def is_uuid(text: str) -> bool:
     """True when `text` is a UUID string (event ids, batch ids)."""
-    return _UUID.match(text) is not None
+    return _UUID.fullmatch(text) is not None
 
 
 def is_session_id(text: str) -> bool:

@@ -160,7 +160,9 @@ class WireDecoder:
     def __init__(self, limits: LimitsSettings) -> None:
         bounded = Annotated[str, msgspec.Meta(max_length=limits.max_string_length)]
         stack = Annotated[str, msgspec.Meta(max_length=max(limits.max_stack_length * 4, 65_536))]
-        uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
+        # The length too: msgspec searches the pattern with Python's re, whose $ also matches before a final
+        # newline, and ClickHouse would refuse "<uuid>\n" at insert, after the 202.
+        uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN, min_length=36, max_length=36)]
         depth = Annotated[float, msgspec.Meta(ge=0, le=100)]
         event = msgspec.defstruct(
             "Event", [("id", uuid), ("type", EventType), *((f, bounded | None, None) for f in EVENT_STRINGS),

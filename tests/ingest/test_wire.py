@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from obsd.ingest.wire import MAX_NESTING, Validator, WireDecoder, WireError
 from obsd.settings import LimitsSettings
+from obsd.vocabulary import is_uuid
 from tests.strategies import deeply_nested_bodies, invalid_event, nested_body, valid_event
 
 decode = WireDecoder(LimitsSettings()).decode  # the default limits
@@ -162,3 +163,18 @@ def test_duplicate_keys_are_found_through_escapes_and_at_any_depth() -> None:
         assert info.value.code == "duplicate_key"
     relaxed = WireDecoder(LimitsSettings(reject_duplicate_keys=False))
     assert relaxed.decode(b'{"events": [], "events": []}').envelope.events == []
+
+
+@pytest.mark.parametrize("tail", ["\n", "\r\n", " ", "0"])
+def test_an_id_with_anything_after_the_uuid_is_refused_not_stored(tail: str) -> None:
+    """Python's $ also matches before a final newline: an id or batch_id of a UUID plus a newline must be refused
+    here with its index, not accepted and then refused by ClickHouse at insert after the 202."""
+    good = "0b7e6c1e-8d2a-4c1e-9f3b-2a6d5c4b3a21"
+    body = json.dumps({"session_id": "s1", "events": [{"id": good + tail, "type": "pageview", "ts": NOW_MS},
+                                                      {"id": good, "type": "pageview", "ts": NOW_MS}]}).encode()
+    decoded = decode(body)
+    assert [(r.index, r.code) for r in decoded.rejected] == [(0, "invalid_id")]
+    assert [e.id for e in decoded.envelope.events] == [good]
+    with pytest.raises(WireError):
+        decode(json.dumps({"session_id": "s1", "batch_id": good + tail, "events": []}).encode())
+    assert not is_uuid(good + tail) and is_uuid(good)
