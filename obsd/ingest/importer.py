@@ -97,7 +97,8 @@ def encode_lines(encoder: RowEncoder, project: str, body: bytes, now: float, *,
             continue
         if enc.accepted:
             first = decoded.envelope.events[0].ts / 1000 if decoded.envelope.events else now
-            month = int(first // (31 * 86_400))
+            utc = time.gmtime(first)
+            month = utc.tm_year * 12 + utc.tm_mon  # the calendar month: events are partitioned by toYYYYMM(ts)
             months.setdefault(month, []).append((enc.data, enc.accepted))
             accepted += enc.accepted
         sid = decoded.envelope.session_id or ""
