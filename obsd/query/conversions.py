@@ -169,12 +169,12 @@ def props(q: Query, s: Scope) -> tuple[dict[str, Any], QueryResult]:
     return summary, QueryResult(columns, res.types or ["String"] * len(columns), rows)
 
 
-def realtime(q: Query, events: str, project: str) -> tuple[dict[str, Any], QueryResult]:
+def realtime(q: Query, events: str, project: str, limit: int) -> tuple[dict[str, Any], QueryResult]:
     """Visitors with an event in the last 5 minutes (Plausible's "current visitors"; no filters apply), and the
-    pages they are on."""
+    top `limit` pages they are on."""
     where = (f"{events} WHERE project_id = {{project:String}} AND toDate(ts) >= yesterday() "
              f"AND ts >= now() - INTERVAL {CURRENT_MINUTES} MINUTE AND NOT is_bot")
-    params = {"project": project, "limit": 10}
+    params = {"project": project, "limit": limit}
     total = q(f"SELECT uniq(visitor_id) FROM {where}", params, ())
     pages = q(f"SELECT path, uniq(visitor_id) AS visitors FROM {where} AND type = 'pageview' GROUP BY path "
               "ORDER BY visitors DESC, path LIMIT {limit:UInt32}", params, ("path", "visitors"))

@@ -155,7 +155,7 @@ class Reports:
 
     def realtime(self, p: ReportParams) -> Report:
         """Current visitors: anyone with an event in the last 5 minutes, and the pages they are on."""
-        summary, table = conversions.realtime(self._run_sql, self.table("events"), p.project)
+        summary, table = conversions.realtime(self._run_sql, self.table("events"), p.project, p.limit)
         return Report("realtime", p, summary, table)
 
     def overview(self, p: ReportParams) -> Report:

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from obsd.cli.status_view import StatusView, parse_key
-from tests.harness import Daemon, envelope, event, free_port, write_config
+from tests.harness import ADMIN_TOKEN, Daemon, envelope, event, free_port, http, write_config
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -87,3 +88,22 @@ def test_live_view_rates_come_from_the_difference_between_snapshots() -> None:
     assert v.previous is None and v.rate("obsd_events_accepted_total") == 5.0
     assert parse_key("obsd_events_rejected_total{reason=unknown_type}") == (
         "obsd_events_rejected_total", {"reason": "unknown_type"})
+
+
+def test_realtime_pages_follow_the_limit(daemon: Daemon) -> None:
+    """The realtime report's pages are the top `limit` (they were always 10 whatever was asked)."""
+    ua = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"}
+    for i in range(3):
+        assert daemon.post(envelope([event(url=f"https://shop.example/live/{i}")], session_id=f"live{i}"),
+                           headers=ua).status == 202
+    daemon.wait_for("SELECT count() FROM obsd.events WHERE session_id LIKE 'live%'", 3)
+
+    def pages(**limit: str) -> list[dict[str, Any]]:
+        r = http("GET", f"{daemon.base}/v1/stats/realtime?{urlencode({'project': 'demo', **limit})}",
+                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert r.status == 200, r.body
+        rows: list[dict[str, Any]] = r.json()["rows"]
+        return rows
+
+    assert len(pages(limit="2")) == 2
+    assert {f"/live/{i}" for i in range(3)} <= {row["path"] for row in pages()}
