@@ -29,9 +29,8 @@ VISIT_COLUMNS = {
     "region": "region", "city": "city", "device": "device_type", "browser": "browser", "os": "os",
     "release": "release", "environment": "environment"}
 # Of those, the ones every event of a visit carries (request context): event reports filter them directly.
-EVENT_COLUMNS = {"country": "country", "region": "region", "city": "city", "device": "device_type",
-                 "browser": "browser", "os": "os", "release": "release", "environment": "environment",
-                 "hostname": "hostname"}
+EVENT_COLUMNS = {k: VISIT_COLUMNS[k] for k in (
+    "country", "region", "city", "device", "browser", "os", "release", "environment", "hostname")}
 EVENT_KEYS = ("page", "event", "goal")
 FILTER_KEYS = (*EVENT_KEYS[:1], *VISIT_COLUMNS, *EVENT_KEYS[1:], "prop:<key>")
 OPERATORS = ("!=", "=", "~")  # '!=' is tried before '='
@@ -152,6 +151,12 @@ class Sql:
         return f"(type = 'custom' AND {self.compare(prop, op, f.value)})"
 
 
+def _visits_having(sql: Sql, f: Filter, goals: dict[str, Goal], events_range: str) -> str:
+    """The visits with (or, for !=, without) an event the filter is about, as a condition on `sid`."""
+    cond = sql.event_condition(f, goals, positive=True)
+    return f"sid {'NOT IN' if f.op == '!=' else 'IN'} (SELECT sid FROM {events_range} AND {cond})"
+
+
 def visit_conditions(sql: Sql, filters: Iterable[Filter], goals: dict[str, Goal], events_range: str) -> str:
     """' AND …' conditions on `visits` rows: visit attributes directly, event attributes as semi-joins."""
     out = []
@@ -159,8 +164,7 @@ def visit_conditions(sql: Sql, filters: Iterable[Filter], goals: dict[str, Goal]
         if f.key in VISIT_COLUMNS:
             out.append(sql.compare(VISIT_COLUMNS[f.key], f.op, f.value))
         else:
-            cond = sql.event_condition(f, goals, positive=True)
-            out.append(f"sid {'NOT IN' if f.op == '!=' else 'IN'} (SELECT sid FROM {events_range} AND {cond})")
+            out.append(_visits_having(sql, f, goals, events_range))
     return "".join(f" AND {c}" for c in out)
 
 
@@ -177,8 +181,7 @@ def event_conditions(sql: Sql, filters: Iterable[Filter], goals: dict[str, Goal]
         elif f.key in VISIT_COLUMNS:
             visit_only.append(sql.compare(VISIT_COLUMNS[f.key], f.op, f.value))
         elif whole_visits:
-            cond = sql.event_condition(f, goals, positive=True)
-            out.append(f"sid {'NOT IN' if f.op == '!=' else 'IN'} (SELECT sid FROM {events_range} AND {cond})")
+            out.append(_visits_having(sql, f, goals, events_range))
         else:
             out.append(sql.event_condition(f, goals, positive=False))
     if visit_only:

@@ -59,8 +59,7 @@ class Reports:
     def scope(self, p: ReportParams) -> Scope:
         """The tables, range and filters of a report run."""
         return Scope(p, self.table("events"), self.table("visits"), self.project_goals.get(p.project, {}),
-                     self.project_funnels.get(p.project, {}),
-                     tier=lambda rollup, extra: self._tier(p, rollup, extra))
+                     lambda rollup, extra: self._tier(p, rollup, extra), self.project_funnels.get(p.project, {}))
 
     def _run_sql(self, sql: str, params: dict[str, Any], columns: tuple[str, ...] = ()) -> QueryResult:
         res = self.source.query(sql, parameters=params, settings=self.settings)

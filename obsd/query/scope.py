@@ -30,14 +30,11 @@ class Scope:
     p: ReportParams
     events: str  # qualified table names
     visits: str
-    goals: Mapping[str, Goal]
+    goals: dict[str, Goal]
+    # (rollup, extra condition) -> the daily or hourly tier of that rollup over the range, and its WHERE
+    tier: Callable[[str, str], tuple[str, str]]
     funnels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sql: Sql = field(default_factory=Sql)
-    # (rollup, extra condition) -> the daily or hourly tier of that rollup over the range, and its WHERE
-    tier: Callable[[str, str], tuple[str, str]] | None = None
-
-    def __post_init__(self) -> None:
-        self.goal_map = dict(self.goals)
 
     @property
     def events_range(self) -> str:
@@ -65,11 +62,11 @@ class Scope:
 
     def visit_where(self) -> str:
         """The filters as ' AND …' conditions on visit rows."""
-        return visit_conditions(self.sql, self.p.filters, self.goal_map, self.events_range)
+        return visit_conditions(self.sql, self.p.filters, self.goals, self.events_range)
 
     def event_where(self, *, whole_visits: bool = False) -> str:
         """The filters as ' AND …' conditions on event rows."""
-        return event_conditions(self.sql, self.p.filters, self.goal_map, self.visits_range, self.events_range,
+        return event_conditions(self.sql, self.p.filters, self.goals, self.visits_range, self.events_range,
                                 whole_visits=whole_visits)
 
     def metrics(self) -> str:
