@@ -54,9 +54,9 @@ def vital_value(metric: str, v: float | None) -> str:
     return f"{v:.2f}" if metric == "CLS" else f"{round(v):,} ms"
 
 
-def percent(v: float | None) -> str:
-    """A share as a percentage."""
-    return "-" if v is None else f"{100 * v:.0f}%"
+def percent(v: float | None, digits: int = 0) -> str:
+    """A share as a percentage (`digits` decimals: 1 tells 99.5% from 99.9%)."""
+    return "-" if v is None else f"{100 * v:.{digits}f}%"
 
 
 def _header(doc: dict[str, Any]) -> Text:
@@ -184,15 +184,10 @@ def _releases(rows: list[dict[str, Any]]) -> Table:
         free = r["unhandled_free"]
         style = "" if free is None else "green" if free >= 0.99 else "yellow" if free >= 0.95 else "red"
         t.add_row(r["release"] or "(none)", r["environment"], number(r["sessions"]), number(r["errored"]),
-                  number(r["unhandled"]), number(r["crashed"] + r["abnormal"]), percent_fine(r["crash_free"]),
-                  Text(percent_fine(free), style=style), number(r["errors"]),
+                  number(r["unhandled"]), number(r["crashed"] + r["abnormal"]), percent(r["crash_free"], 1),
+                  Text(percent(free, 1), style=style), number(r["errors"]),
                   Text(bar(free or 0.0, 10), style=style))
     return t
-
-
-def percent_fine(v: float | None) -> str:
-    """A share close to 100% with the decimals that tell 99.5% from 99.9%."""
-    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def _vitals(rows: list[dict[str, Any]]) -> Table:

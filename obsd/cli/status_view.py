@@ -60,10 +60,11 @@ class StatusView:
     previous: Sample | None = None
     current: Sample | None = None
     history: list[float] = field(default_factory=list)
+    visitors: dict[str, int | None] = field(default_factory=dict)  # current visitors per project, when known
 
     def update(self, doc: dict[str, Any], visitors: dict[str, int | None] | None = None) -> None:
         """Take a new status document (and each project's current visitors, when known)."""
-        self.visitors: dict[str, int | None] = visitors or {}
+        self.visitors = visitors or {}
         self.previous, self.current = self.current, Sample(doc)
         if self.previous is not None and self.current.at < self.previous.at:
             self.previous = None  # the daemon restarted: rates start over
@@ -107,7 +108,7 @@ class StatusView:
                      self._tail())
 
     def _now(self) -> RenderableType:
-        visitors = getattr(self, "visitors", {})
+        visitors = self.visitors
         if not visitors:
             return Text("")
         line = Text.assemble(("current visitors ", "bold"), "(last 5 minutes): ")

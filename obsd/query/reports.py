@@ -8,6 +8,7 @@ forms of the traffic reports in obsd/query/filtered.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -109,8 +110,7 @@ class Reports:
         report = fn(p)
         if p.compare is not None and name not in ("recent", "realtime"):
             before = fn(p.shifted(*p.compare))
-            report = Report(report.name, report.params, report.summary, report.table, report.series, report.notes,
-                            before)
+            report = replace(report, compare=before)
         return report
 
     def _scoped(self, name: str, p: ReportParams,
