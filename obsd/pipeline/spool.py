@@ -173,8 +173,9 @@ class Spool:
         first: int | None = None
         events = 0
         skips = tuple((a, b) for a, b in found.bad if b <= found.good_end)
+        view = memoryview(buf)  # the ids are read in place: slicing bytes would copy every record's body
         for off, flags, ev, end in found.records:
-            report.batch_ids.extend(split_body(flags, buf[off + HEADER.size : end])[0])
+            report.batch_ids.extend(split_body(flags, view[off + HEADER.size : end])[0])
             if off < from_offset:
                 continue
             if first is None:

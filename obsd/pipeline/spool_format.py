@@ -111,6 +111,7 @@ def _zero_tail(buf: bytes) -> int:
 def payloads(buf: bytes, skips: list[tuple[int, int]]) -> list[bytes]:
     """The compressed payloads of the records in `buf` (a batch's span), jumping over corrupt ranges."""
     parts: list[bytes] = []
+    view = memoryview(buf)  # one copy per payload (bytes() below), not two
     off = 0
     while off < len(buf):
         skip = next((b for a, b in skips if a == off), None)
@@ -118,7 +119,7 @@ def payloads(buf: bytes, skips: list[tuple[int, int]]) -> list[bytes]:
             off = skip
             continue
         _, flags, _events, length, _ = HEADER.unpack_from(buf, off)
-        body = buf[off + HEADER.size : off + HEADER.size + length]
+        body = view[off + HEADER.size : off + HEADER.size + length]
         parts.append(bytes(split_body(flags, body)[1]))
         off += HEADER.size + length
     return parts
